@@ -1,0 +1,140 @@
+"""``broker``: one subcommand per user task (SPEC §11).
+
+Exit status: 0 success, 1 a negative verdict (invalid, untrusted, tampered), 2 a usage or
+environment error. Every command that needs them takes ``--routing``, ``--certs``, ``--xsd`` and
+``--store``, each also read from ``BROKER_ROUTING``, ``BROKER_CERTS``, ``BROKER_XSD``,
+``BROKER_STORE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from broker.errors import ConfigError, GatewayError
+
+EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The options every command that reads configuration shares (SPEC §11)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--routing",
+        type=Path,
+        default=Path(_env("BROKER_ROUTING", "routing.yaml")),
+        help="routing table (env BROKER_ROUTING; default routing.yaml)",
+    )
+    parent.add_argument(
+        "--certs",
+        type=Path,
+        default=Path(_env("BROKER_CERTS", "certs")),
+        help="certificate folder (env BROKER_CERTS; default certs)",
+    )
+    parent.add_argument(
+        "--xsd",
+        type=Path,
+        default=Path(_env("BROKER_XSD", "xsd")),
+        help="schema folder holding catalog.yaml (env BROKER_XSD; default xsd)",
+    )
+    parent.add_argument(
+        "--store",
+        default=_env("BROKER_STORE", "sqlite:///var/broker.sqlite3"),
+        help="store URL (env BROKER_STORE; default sqlite:///var/broker.sqlite3)",
+    )
+    return parent
+
+
+def _cmd_xsd_check(args: argparse.Namespace) -> int:
+    from broker.schemas import Catalog, check_with_xmlschema, read_catalog
+
+    entries = read_catalog(args.xsd)
+    failed = 0
+    for entry in entries:
+        try:
+            Catalog(args.xsd, (entry,))
+            check_with_xmlschema(args.xsd, entry)
+        except ConfigError as exc:
+            failed += 1
+            print(f"FAIL {entry.code}: {exc.message}")
+        else:
+            print(f"ok   {entry.code}  {entry.namespace}")
+    print(f"{len(entries) - failed} of {len(entries)} document schemas compile")
+    return EXIT_NEGATIVE if failed else EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from broker.intake import check_document
+    from broker.schemas import Catalog
+
+    catalog = Catalog.load(args.xsd)
+    verdict = EXIT_OK
+    for path in args.files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            validated = check_document(data, catalog)
+        except GatewayError as exc:
+            verdict = EXIT_NEGATIVE
+            print(f"{path}: {exc.code}: {exc.message}")
+            if len(exc.details) > 1:
+                for detail in exc.details:
+                    print(f"    {detail}")
+        else:
+            env = validated.envelope
+            print(f"{path}: OK {validated.entry.code} {env.message_id.value} → {env.to.value}")
+    return verdict
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = argparse.ArgumentParser(
+        prog="broker",
+        description="EAEU single-window gateway: validate, verify, route, store, deliver, "
+        "countersign and give signed receipts for EEC Decision No. 5 exchanges.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    xsd = commands.add_parser("xsd", help="schema catalog tools")
+    xsd_commands = xsd.add_subparsers(dest="xsd_command", required=True, metavar="ACTION")
+    check = xsd_commands.add_parser(
+        "check", parents=[common], help="compile every schema of xsd/catalog.yaml"
+    )
+    check.set_defaults(handler=_cmd_xsd_check)
+
+    validate = commands.add_parser(
+        "validate",
+        parents=[common],
+        help="check envelopes offline (SPEC §1 and §5; signatures are not checked)",
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate.set_defaults(handler=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"broker: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Every error the gateway raises on purpose, each tied to its SPEC §8 code and HTTP status.
+
+The tree::
+
+    GatewayError                      code, status, message ("what and where")
+    ├── RefusalError                  an intake refusal answered with a receipt or a 413/415
+    │   ├── TooLarge                  TOO_LARGE              413
+    │   ├── UnsupportedMediaType      UNSUPPORTED_MEDIA_TYPE 415
+    │   ├── MalformedXml              MALFORMED_XML          400
+    │   ├── NotAnEnvelope             NOT_AN_ENVELOPE        400
+    │   ├── EnvelopeInvalid           ENVELOPE_INVALID       422
+    │   ├── UnknownDocument           UNKNOWN_DOCUMENT       422
+    │   ├── SchemaInvalid             SCHEMA_INVALID         422  (carries every schema error)
+    │   ├── SignatureMissing          SIGNATURE_MISSING      422
+    │   ├── SignatureInvalid          SIGNATURE_INVALID      422
+    │   ├── CertificateUntrusted      CERTIFICATE_UNTRUSTED  403
+    │   ├── SenderMismatch            SENDER_MISMATCH        403
+    │   ├── NoRoute                   NO_ROUTE               403
+    │   ├── RouteDenied               ROUTE_DENIED           403
+    │   └── DuplicateConflict         DUPLICATE_CONFLICT     409
+    ├── DeliveryError                 only ever written into Failed receipts
+    │   ├── DestinationRejected       DESTINATION_REJECTED
+    │   └── DeliveryExpired           DELIVERY_EXPIRED
+    └── ConfigError                   a broken routing table, catalog, or certs/ folder (exit 2)
+
+Errors from the libraries underneath (lxml, xmlschema, cryptography, yaml) are translated into
+this tree at the stage that calls them, with ``raise ... from exc``, so the HTTP layer and the CLI
+map errors in exactly one place.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+# SPEC §8: where several codes apply, the first in this order wins.
+PRECEDENCE: tuple[str, ...] = (
+    "TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "MALFORMED_XML",
+    "NOT_AN_ENVELOPE",
+    "ENVELOPE_INVALID",
+    "UNKNOWN_DOCUMENT",
+    "SCHEMA_INVALID",
+    "SIGNATURE_MISSING",
+    "SIGNATURE_INVALID",
+    "CERTIFICATE_UNTRUSTED",
+    "SENDER_MISMATCH",
+    "NO_ROUTE",
+    "ROUTE_DENIED",
+    "DUPLICATE_CONFLICT",
+)
+
+
+class GatewayError(Exception):
+    """Base of every error raised on purpose; ``message`` says what and where."""
+
+    code: ClassVar[str] = "INTERNAL"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def details(self) -> tuple[str, ...]:
+        """One line per individual problem (several for SCHEMA_INVALID)."""
+        return (self.message,)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class RefusalError(GatewayError):
+    """An intake refusal (SPEC §8)."""
+
+
+class TooLarge(RefusalError):
+    code = "TOO_LARGE"
+    status = 413
+
+
+class UnsupportedMediaType(RefusalError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+
+
+class MalformedXml(RefusalError):
+    code = "MALFORMED_XML"
+    status = 400
+
+
+class NotAnEnvelope(RefusalError):
+    code = "NOT_AN_ENVELOPE"
+    status = 400
+
+
+class EnvelopeInvalid(RefusalError):
+    code = "ENVELOPE_INVALID"
+    status = 422
+
+
+class UnknownDocument(RefusalError):
+    code = "UNKNOWN_DOCUMENT"
+    status = 422
+
+
+class SchemaInvalid(RefusalError):
+    code = "SCHEMA_INVALID"
+    status = 422
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+    @property
+    def details(self) -> tuple[str, ...]:
+        return self.problems
+
+
+class SignatureMissing(RefusalError):
+    code = "SIGNATURE_MISSING"
+    status = 422
+
+
+class SignatureInvalid(RefusalError):
+    code = "SIGNATURE_INVALID"
+    status = 422
+
+
+class CertificateUntrusted(RefusalError):
+    code = "CERTIFICATE_UNTRUSTED"
+    status = 403
+
+
+class SenderMismatch(RefusalError):
+    code = "SENDER_MISMATCH"
+    status = 403
+
+
+class NoRoute(RefusalError):
+    code = "NO_ROUTE"
+    status = 403
+
+
+class RouteDenied(RefusalError):
+    code = "ROUTE_DENIED"
+    status = 403
+
+
+class DuplicateConflict(RefusalError):
+    code = "DUPLICATE_CONFLICT"
+    status = 409
+
+
+class DeliveryError(GatewayError):
+    """A destination's final failure, written into its Failed receipt."""
+
+
+class DestinationRejected(DeliveryError):
+    code = "DESTINATION_REJECTED"
+
+
+class DeliveryExpired(DeliveryError):
+    code = "DELIVERY_EXPIRED"
+
+
+class ConfigError(GatewayError):
+    """Configuration the gateway cannot start or reload with (routing, catalog, certs)."""
+
+    code = "CONFIG_ERROR"
