@@ -98,6 +98,89 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return verdict
 
 
+def _cmd_routing_check(args: argparse.Namespace) -> int:
+    from broker.routing.load import load_routing
+
+    path: Path = args.file or args.routing
+    result = load_routing(path)
+    for problem in result.problems:
+        print(problem)
+    if result.table is None:
+        print(f"{path}: {len(result.errors)} error(s), {len(result.warnings)} warning(s)")
+        return EXIT_NEGATIVE
+    table = result.table
+    print(
+        f"{path}: ok — {len(table.participants)} participants, {len(table.rules)} rules, "
+        f"{len(result.warnings)} warning(s), sha256 {table.digest}"
+    )
+    return EXIT_OK
+
+
+def _cmd_routing_explain(args: argparse.Namespace) -> int:
+    from broker import xmlsafe
+    from broker.envelope import parse_envelope
+    from broker.errors import RefusalError
+    from broker.routing.load import load_routing
+    from broker.routing.table import RouteFacts
+
+    result = load_routing(args.routing)
+    if result.table is None:
+        for problem in result.errors:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    table = result.table
+    try:
+        envelope = parse_envelope(xmlsafe.parse(args.message.read_bytes()))
+    except OSError as exc:
+        print(f"{args.message}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except RefusalError as exc:
+        print(f"{args.message}: {exc}")
+        return EXIT_NEGATIVE
+    sender = args.sender
+    how = "given with --from"
+    if sender is None:
+        guessed = table.participant_for_address(envelope.reply_address.text)
+        if guessed is None:
+            print(
+                f"no participant serves ReplyTo {envelope.reply_address.text}; name the "
+                "sender with --from",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        sender, how = guessed.id, "the participant serving wsa:ReplyTo"
+    facts = RouteFacts(
+        envelope.action.value, envelope.document.edoc_code or "", sender, envelope.to.value
+    )
+    print(f"message   {envelope.message_id.value}")
+    print(f"action    {facts.action}")
+    print(f"document  {facts.document or '(no EDocCode)'}")
+    print(f"from      {facts.sender} ({how})")
+    print(f"to        {facts.to}")
+    print(f"table     {table.source} sha256 {table.digest}")
+    for rule in table.rules:
+        mismatch = table.first_mismatch(rule, facts)
+        if mismatch is not None:
+            print(f"  rule {rule.name!r} (line {rule.line}): no — {mismatch}")
+            continue
+        print(f"  rule {rule.name!r} (line {rule.line}): MATCHES")
+        if rule.reject is not None:
+            print(f"rejected: ROUTE_DENIED: {rule.reject}")
+            return EXIT_NEGATIVE
+        try:
+            destinations = table.resolve(rule, facts)
+        except RefusalError as exc:
+            print(f"refused: {exc}")
+            return EXIT_NEGATIVE
+        print("deliver to:")
+        for participant in destinations:
+            print(f"  {participant.id:<10} {participant.endpoint}")
+        print(f"retry     {rule.retry.describe()}")
+        return EXIT_OK
+    print("refused: NO_ROUTE: no rule matches")
+    return EXIT_NEGATIVE
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(
@@ -121,6 +204,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.set_defaults(handler=_cmd_validate)
+    routing = commands.add_parser("routing", help="routing table tools")
+    routing_commands = routing.add_subparsers(
+        dest="routing_command", required=True, metavar="ACTION"
+    )
+    routing_check = routing_commands.add_parser(
+        "check", parents=[common], help="report every problem of a routing table"
+    )
+    routing_check.add_argument(
+        "file", nargs="?", type=Path, metavar="FILE", help="table to check (default: --routing)"
+    )
+    routing_check.set_defaults(handler=_cmd_routing_check)
+    explain = routing_commands.add_parser(
+        "explain", parents=[common], help="show which rule routes a message, and why not the others"
+    )
+    explain.add_argument("message", type=Path, metavar="MESSAGE")
+    explain.add_argument(
+        "--from",
+        dest="sender",
+        metavar="PARTICIPANT",
+        help="sender id (default: the participant serving wsa:ReplyTo)",
+    )
+    explain.set_defaults(handler=_cmd_routing_explain)
     return parser
 
 
