@@ -73,8 +73,8 @@ def _cmd_xsd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from broker.intake import check_document
     from broker.schemas import Catalog
+    from broker.validation import check_document
 
     catalog = Catalog.load(args.xsd)
     verdict = EXIT_OK
@@ -181,6 +181,93 @@ def _cmd_routing_explain(args: argparse.Namespace) -> int:
     return EXIT_NEGATIVE
 
 
+def _cmd_certs_demo(args: argparse.Namespace) -> int:
+    from broker.pki import create_demo_pki
+    from broker.routing.load import load_routing
+
+    result = load_routing(args.routing)
+    if result.table is None:
+        for problem in result.errors:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    out: Path = args.out or args.certs
+    participants = {p.id: p.country for p in result.table.participants.values()}
+    made = create_demo_pki(out, participants, gateway_key=args.gateway_key, force=args.force)
+    for line in made:
+        print(f"created {out / line}")
+    print(
+        f"{out}: development PKI for {len(participants)} participants "
+        f"({'nothing new' if not made else f'{len(made)} item(s) created'}); "
+        "never use these keys in production"
+    )
+    return EXIT_OK
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from broker import xmlsafe
+    from broker.envelope import parse_envelope
+    from broker.errors import RefusalError
+    from broker.signing.sign import load_private_key, sign_envelope
+
+    try:
+        key = load_private_key(args.key.read_bytes())
+        cert = x509.load_pem_x509_certificate(args.cert.read_bytes())
+        data = args.envelope.read_bytes()
+    except (OSError, ValueError) as exc:
+        print(f"broker sign: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        envelope = parse_envelope(xmlsafe.parse(data))
+        signed = sign_envelope(envelope, key, cert.public_bytes(serialization.Encoding.DER))
+    except RefusalError as exc:
+        print(f"{args.envelope}: {exc}", file=sys.stderr)
+        return EXIT_NEGATIVE
+    except ValueError as exc:
+        print(f"{args.envelope}: {exc}", file=sys.stderr)
+        return EXIT_NEGATIVE
+    if args.output:
+        args.output.write_bytes(signed)
+    else:
+        sys.stdout.buffer.write(signed)
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from broker.receipts import check_message_digest, describe, verify_receipt
+
+    trust_path: Path = args.trust or args.certs / "gateway" / "ca.pem"
+    try:
+        trusted = x509.load_pem_x509_certificates(trust_path.read_bytes())
+        data = args.receipt.read_bytes()
+        message = args.message.read_bytes() if args.message else None
+    except (OSError, ValueError) as exc:
+        print(f"broker verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        checked = verify_receipt(data, trusted)
+    except GatewayError as exc:
+        print(f"{args.receipt}: NOT VALID: {exc}")
+        return EXIT_NEGATIVE
+    for line in describe(checked.receipt):
+        print(line)
+    print(f"signed by     {checked.signer.subject.rfc4514_string()}")
+    if message is not None:
+        if not check_message_digest(checked.receipt, message):
+            print(
+                f"{args.receipt}: NOT VALID: {args.message} is not the message this receipt "
+                "attests (digest differs)"
+            )
+            return EXIT_NEGATIVE
+        print(f"message       {args.message} matches the digest")
+    print(f"{args.receipt}: valid, signature and chain to {trust_path} hold")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(
@@ -226,6 +313,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="sender id (default: the participant serving wsa:ReplyTo)",
     )
     explain.set_defaults(handler=_cmd_routing_explain)
+
+    certs = commands.add_parser("certs", help="certificate tools")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    demo_pki = certs_commands.add_parser(
+        "demo",
+        parents=[common],
+        help="create a development PKI for the participants of routing.yaml (never production)",
+    )
+    demo_pki.add_argument("--out", type=Path, help="folder to fill (default: --certs)")
+    demo_pki.add_argument(
+        "--gateway-key",
+        choices=("ec", "rsa"),
+        default="ec",
+        help="gateway signing key: ECDSA P-256 (default) or RSA-2048",
+    )
+    demo_pki.add_argument("--force", action="store_true", help="replace existing keys")
+    demo_pki.set_defaults(handler=_cmd_certs_demo)
+
+    sign = commands.add_parser(
+        "sign", help="add a SPEC §2 sender signature to an envelope, as a participant"
+    )
+    sign.add_argument("--key", type=Path, required=True, help="participant private key (PEM)")
+    sign.add_argument("--cert", type=Path, required=True, help="participant certificate (PEM)")
+    sign.add_argument("-o", "--output", type=Path, help="write here (default: standard output)")
+    sign.add_argument("envelope", type=Path, metavar="ENVELOPE")
+    sign.set_defaults(handler=_cmd_sign)
+
+    verify = commands.add_parser(
+        "verify", parents=[common], help="check a receipt's signature and what it attests"
+    )
+    verify.add_argument("receipt", type=Path, metavar="RECEIPT")
+    verify.add_argument(
+        "--trust", type=Path, metavar="CA.pem", help="CA to trust (default: <certs>/gateway/ca.pem)"
+    )
+    verify.add_argument(
+        "--message",
+        type=Path,
+        metavar="FILE",
+        help="also check that the receipt attests exactly this message",
+    )
+    verify.set_defaults(handler=_cmd_verify)
     return parser
 
 

@@ -1,8 +1,7 @@
-"""The intake pipeline, in one place: bytes → parse → envelope → schema → (signature → route).
+"""The offline stages of intake: bytes → parse → envelope → schema (what `broker validate` runs).
 
-Each stage is one call into its own module and returns a new frozen value. The offline stages
-(what ``broker validate`` runs) are :func:`check_document`; the signature and routing stages join
-them in :func:`run` once those modules exist for a caller.
+The whole ordered pipeline, with signature, routing, storage and receipts, is in
+:mod:`broker.intake`; this module is the part that needs no keys, no table and no store.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""XML-DSig for the SPEC §2 profile: trust, sender verification, countersignature, signing."""

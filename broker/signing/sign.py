@@ -1,0 +1,99 @@
+"""Signing: a participant's sender signature (``broker sign``) and the gateway's countersignature.
+
+Sender signature (SPEC §2): one ds:Signature with an Id in wsse:Security, referencing soap:Body
+and every SPEC §1 header by its wsu:Id (added where missing).
+
+Countersignature (SPEC §3): the forwarded envelope is the sender's, with two additions — an
+``int:Integration`` header (TrackID, AcceptTime) with a wsu:Id, and the gateway's ds:Signature
+appended to wsse:Security, referencing soap:Body, every header the sender signed, the
+Integration header and the sender's ds:Signature. Nothing the sender signed is touched, so the
+sender's signature still verifies at the destination.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from lxml import etree
+
+from broker.envelope import INT, SOAP, WSSE, WSU, WSU_ID, Envelope
+from broker.signing import xmldsig
+from broker.signing.trust import GatewayIdentity
+from broker.signing.verify import Verified
+
+_ID_PREFIX = {
+    "soap:Body": "id-body",
+    "wsa:MessageID": "id-message-id",
+    "wsa:To": "id-to",
+    "wsa:ReplyTo": "id-reply-to",
+    "wsa:Action": "id-action",
+    "wsa:RelatesTo": "id-relates-to",
+    "int:ProcedureID": "id-procedure-id",
+    "int:ConversationID": "id-conversation-id",
+}
+
+
+def sign_envelope(envelope: Envelope, key: xmldsig.PrivateKey, certificate_der: bytes) -> bytes:
+    """Add a SPEC §2 sender signature to an unsigned envelope; return the signed bytes."""
+    root = envelope.root
+    if envelope.security is not None:
+        raise ValueError("the envelope already has a wsse:Security header")
+    parts = [("soap:Body", envelope.body)] + [(h.name, h.element) for h in envelope.headers]
+    taken = set(xmldsig.id_index(root))
+    references: list[tuple[str, etree._Element]] = []
+    for name, element in parts:
+        wsu_id = element.get(WSU_ID)
+        if wsu_id is None:
+            wsu_id = _ID_PREFIX[name]
+            while wsu_id in taken:
+                wsu_id = f"{_ID_PREFIX[name]}-{uuid.uuid4().hex[:8]}"
+            element.set(WSU_ID, wsu_id)
+            taken.add(wsu_id)
+        references.append((f"#{wsu_id}", element))
+    header = root.find(f"{{{SOAP}}}Header")
+    assert header is not None  # a parsed Envelope always has one
+    security = etree.SubElement(header, f"{{{WSSE}}}Security", nsmap={"wsse": WSSE})
+    security.set(f"{{{SOAP}}}mustUnderstand", "true")
+    xmldsig.sign(security, references, key, certificate_der, signature_id=f"sig-{uuid.uuid4()}")
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")  # type: ignore[no-any-return]
+
+
+def countersign(
+    verified: Verified, gateway: GatewayIdentity, track_id: str, accept_time: str
+) -> bytes:
+    """The forwarded envelope of SPEC §3 (mutates the verified tree; call once per message)."""
+    envelope = verified.envelope
+    assert envelope.security is not None  # a verified envelope has its Security header
+    integration_id = f"id-integration-{track_id.rsplit(':', 1)[-1]}"
+    integration = etree.Element(f"{{{INT}}}Integration", nsmap={"int": INT, "wsu": WSU})
+    integration.set(WSU_ID, integration_id)
+    etree.SubElement(integration, f"{{{INT}}}TrackID").text = track_id
+    etree.SubElement(integration, f"{{{INT}}}AcceptTime").text = accept_time
+    # Before wsse:Security, so the security header (with both signatures) stays last.
+    envelope.security.addprevious(integration)
+    sender_signature = verified.signature.element
+    references = [(f"#{envelope.body_id}", envelope.body)]
+    references += [(f"#{h.wsu_id}", h.element) for h in envelope.headers]
+    references += [
+        (f"#{integration_id}", integration),
+        (f"#{sender_signature.get('Id')}", sender_signature),
+    ]
+    xmldsig.sign(
+        envelope.security,
+        references,
+        gateway.key,
+        gateway.certificate_der,
+        signature_id=f"gw-sig-{track_id.rsplit(':', 1)[-1]}",
+    )
+    return etree.tostring(  # type: ignore[no-any-return]
+        envelope.root.getroottree(), xml_declaration=True, encoding="UTF-8"
+    )
+
+
+def load_private_key(data: bytes) -> xmldsig.PrivateKey:
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("only RSA and EC private keys are supported")
+    return key

@@ -1,0 +1,394 @@
+"""A narrow XML-DSig verifier and signer for the SPEC §2 profile, on an already-parsed tree.
+
+Why our own rather than signxml on the hot path: the profile is small (same-document ``#Id``
+references or one enveloped ``URI=""``, exclusive C14N only, RSA/ECDSA with SHA-2, X.509 key
+info), so the code is short enough to audit line by line, and working on the tree the door
+already parsed avoids signxml's repeated re-parsing (measured: 514 µs against ~80 µs per
+verify of a 10 KB message). The tests hold it to signxml and xmlsec1 on every good and bad case.
+
+What :func:`verify` guarantees when it returns: the profile holds (algorithms from the one table,
+no other transforms, no RetrievalMethod, no external URIs, no ds:Object), every reference
+resolved to exactly one element by an Id that no other element carries under any spelling
+(Id, ID, id, wsu:Id, xml:id), each digest matches its element's exclusive canonical form, and
+the SignatureValue verifies with the key of the X509Certificate in KeyInfo. It returns the
+elements it checked, and only those are to be trusted. Whether the certificate is trustworthy is
+:mod:`broker.signing.trust`'s question.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from lxml import etree
+
+from broker.errors import SignatureInvalid
+from broker.signing.algorithms import (
+    DIGEST_METHODS,
+    ECDSA_SHA256,
+    ECDSA_SHA384,
+    ENVELOPED,
+    EXC_C14N,
+    MIN_RSA_BITS,
+    RSA_SHA256,
+    SHA256_DIGEST,
+    SIGNATURE_METHODS,
+    SignatureAlgorithm,
+    describe,
+)
+
+DS = "http://www.w3.org/2000/09/xmldsig#"
+EC_NS = EXC_C14N  # the InclusiveNamespaces element lives in the exc-c14n namespace
+_ID_ATTRIBUTES = etree.XPath("//@*[local-name()='Id' or local-name()='ID' or local-name()='id']")
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _ds(name: str) -> str:
+    return f"{{{DS}}}{name}"
+
+
+@dataclass(frozen=True)
+class VerifiedReference:
+    uri: str
+    element: etree._Element
+    """The element the reference covers (the document root for an enveloped ``URI=""``)."""
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    element: etree._Element
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    """Further X509Certificates from KeyInfo (untrusted intermediates), in document order."""
+    references: tuple[VerifiedReference, ...]
+    method: SignatureAlgorithm
+
+
+def id_index(root: etree._Element) -> dict[str, etree._Element]:
+    """Map every Id value (any spelling, any namespace) to its element; a repeat is refused.
+
+    Refusing duplicates across spellings is what defeats signature wrapping by a second
+    element with the same Id: a reference can only ever mean one element.
+    """
+    index: dict[str, etree._Element] = {}
+    for value in _ID_ATTRIBUTES(root):
+        element = value.getparent()
+        if value in index:
+            raise SignatureInvalid(
+                f"Id {str(value)!r} is carried by two elements (lines "
+                f"{index[value].sourceline} and {element.sourceline}); Ids must be unique"
+            )
+        index[str(value)] = element
+    return index
+
+
+@functools.lru_cache(maxsize=4096)
+def _certificate(der: bytes) -> x509.Certificate:
+    # Parsing is cached: the same few participant certificates arrive on every message.
+    return x509.load_der_x509_certificate(der)
+
+
+def _b64(element: etree._Element, what: str) -> bytes:
+    text = "".join((element.text or "").split())
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureInvalid(f"{what} is not valid base64") from exc
+
+
+def _children(element: etree._Element) -> list[etree._Element]:
+    return [c for c in element if isinstance(c.tag, str)]
+
+
+def _inclusive_prefixes(method: etree._Element, what: str) -> tuple[str, ...]:
+    """The PrefixList of an optional ec:InclusiveNamespaces child; anything else is refused."""
+    children = _children(method)
+    if not children:
+        return ()
+    if len(children) != 1 or children[0].tag != f"{{{EC_NS}}}InclusiveNamespaces":
+        raise SignatureInvalid(f"{what}: unexpected child {children[0].tag}")
+    return tuple((children[0].get("PrefixList") or "").split())
+
+
+def _c14n(element: etree._Element, prefixes: tuple[str, ...]) -> bytes:
+    # "#default" in a PrefixList names the default namespace; lxml spells it as None... but
+    # only accepts strings, and exc-c14n renders a visibly used default namespace anyway.
+    names = [p for p in prefixes if p != "#default"]
+    return etree.tostring(  # type: ignore[no-any-return]
+        element,
+        method="c14n",
+        exclusive=True,
+        with_comments=False,
+        inclusive_ns_prefixes=names or None,
+    )
+
+
+def _enveloped_c14n(signature: etree._Element, prefixes: tuple[str, ...]) -> bytes:
+    """Canonical form of the whole document without ``signature`` (enveloped transform)."""
+    parent = signature.getparent()
+    assert parent is not None
+    index = parent.index(signature)
+    tail = signature.tail
+    parent.remove(signature)  # removing also drops its tail text: restore both afterwards
+    try:
+        return etree.tostring(  # type: ignore[no-any-return]
+            parent.getroottree(),
+            method="c14n",
+            exclusive=True,
+            with_comments=False,
+            inclusive_ns_prefixes=[p for p in prefixes if p != "#default"] or None,
+        )
+    finally:
+        signature.tail = tail
+        parent.insert(index, signature)
+
+
+def _check_key(certificate: x509.Certificate, method: SignatureAlgorithm) -> None:
+    key = certificate.public_key()
+    if method.key == "rsa":
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise SignatureInvalid(f"{describe(method.uri)} needs an RSA key")
+        if key.key_size < MIN_RSA_BITS:
+            raise SignatureInvalid(
+                f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} are required"
+            )
+    elif not isinstance(key, ec.EllipticCurvePublicKey):
+        raise SignatureInvalid(f"{describe(method.uri)} needs an EC key")
+
+
+def _verify_value(
+    certificate: x509.Certificate, method: SignatureAlgorithm, value: bytes, data: bytes
+) -> None:
+    key = certificate.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(value, data, padding.PKCS1v15(), method.hash())
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            size = (key.curve.key_size + 7) // 8
+            if len(value) != 2 * size:
+                raise SignatureInvalid("ECDSA SignatureValue has the wrong length")
+            r = int.from_bytes(value[:size], "big")
+            s = int.from_bytes(value[size:], "big")
+            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(method.hash()))
+        else:  # pragma: no cover - _check_key ran first
+            raise SignatureInvalid("unsupported key type")
+    except InvalidSignature as exc:
+        raise SignatureInvalid("SignatureValue does not verify with the certificate's key") from exc
+
+
+def _digest(algorithm: type[hashes.HashAlgorithm], data: bytes) -> bytes:
+    h = hashes.Hash(algorithm())
+    h.update(data)
+    return h.finalize()
+
+
+def verify(
+    signature: etree._Element,
+    ids: dict[str, etree._Element],
+    *,
+    enveloped: bool = False,
+) -> VerifiedSignature:
+    """Verify one ds:Signature against the SPEC §2 profile; see the module docstring."""
+    parts = _children(signature)
+    names = [etree.QName(p).localname if p.tag.startswith(f"{{{DS}}}") else p.tag for p in parts]
+    if names != ["SignedInfo", "SignatureValue", "KeyInfo"]:
+        raise SignatureInvalid(
+            f"ds:Signature must hold SignedInfo, SignatureValue, KeyInfo; found {names}"
+        )
+    signed_info, signature_value, key_info = parts
+
+    info = _children(signed_info)
+    if len(info) < 3 or [c.tag for c in info[:2]] != [
+        _ds("CanonicalizationMethod"),
+        _ds("SignatureMethod"),
+    ]:
+        raise SignatureInvalid(
+            "SignedInfo must hold CanonicalizationMethod, SignatureMethod, Reference…"
+        )
+    c14n_method, signature_method, *references = info
+    if c14n_method.get("Algorithm") != EXC_C14N:
+        raise SignatureInvalid(
+            f"CanonicalizationMethod {c14n_method.get('Algorithm')!r} is not allowed; only "
+            "exclusive C14N without comments"
+        )
+    c14n_prefixes = _inclusive_prefixes(c14n_method, "CanonicalizationMethod")
+    method = SIGNATURE_METHODS.get(signature_method.get("Algorithm") or "")
+    if method is None:
+        raise SignatureInvalid(
+            f"SignatureMethod {signature_method.get('Algorithm')!r} is not allowed "
+            "(rsa-sha256/384/512 or ecdsa-sha256/384/512)"
+        )
+    if _children(signature_method):
+        raise SignatureInvalid("SignatureMethod must have no parameters (HMACOutputLength?)")
+
+    certificates = _key_info_certificates(key_info)
+    _check_key(certificates[0], method)
+
+    verified: list[VerifiedReference] = []
+    for reference in references:
+        verified.append(_verify_reference(reference, signature, ids, enveloped))
+
+    _verify_value(
+        certificates[0],
+        method,
+        _b64(signature_value, "SignatureValue"),
+        _c14n(signed_info, c14n_prefixes),
+    )
+    return VerifiedSignature(
+        signature, certificates[0], tuple(certificates[1:]), tuple(verified), method
+    )
+
+
+def _key_info_certificates(key_info: etree._Element) -> list[x509.Certificate]:
+    items = _children(key_info)
+    if len(items) != 1 or items[0].tag != _ds("X509Data"):
+        found = [etree.QName(i).localname for i in items]
+        raise SignatureInvalid(
+            f"KeyInfo must hold exactly one X509Data (found {found}); RetrievalMethod, "
+            "KeyValue and KeyName are not accepted"
+        )
+    certs = _children(items[0])
+    if not certs or any(c.tag != _ds("X509Certificate") for c in certs):
+        raise SignatureInvalid("X509Data must hold X509Certificate elements only")
+    try:
+        return [_certificate(_b64(c, "X509Certificate")) for c in certs]
+    except ValueError as exc:
+        raise SignatureInvalid(f"X509Certificate is not a DER certificate: {exc}") from exc
+
+
+def _verify_reference(
+    reference: etree._Element,
+    signature: etree._Element,
+    ids: dict[str, etree._Element],
+    enveloped: bool,
+) -> VerifiedReference:
+    if reference.tag != _ds("Reference"):
+        raise SignatureInvalid(f"unexpected {reference.tag} in SignedInfo")
+    uri = reference.get("URI")
+    if uri is None:
+        raise SignatureInvalid("Reference without URI")
+    parts = _children(reference)
+    tags = [p.tag for p in parts]
+    if tags != [_ds("Transforms"), _ds("DigestMethod"), _ds("DigestValue")]:
+        raise SignatureInvalid(f"Reference {uri!r} must hold Transforms, DigestMethod, DigestValue")
+    transforms, digest_method, digest_value = parts
+    algorithms = [t.get("Algorithm") for t in _children(transforms)]
+    expected = [ENVELOPED, EXC_C14N] if enveloped else [EXC_C14N]
+    if algorithms != expected or any(t.tag != _ds("Transform") for t in _children(transforms)):
+        shown = ", ".join(describe(a or "?") for a in algorithms)
+        raise SignatureInvalid(
+            f"Reference {uri!r}: transforms [{shown}] are not allowed; exactly "
+            f"[{', '.join(describe(a) for a in expected)}]"
+        )
+    prefixes = _inclusive_prefixes(_children(transforms)[-1], f"Reference {uri!r} transform")
+    digest_algorithm = DIGEST_METHODS.get(digest_method.get("Algorithm") or "")
+    if digest_algorithm is None:
+        raise SignatureInvalid(
+            f"Reference {uri!r}: DigestMethod {digest_method.get('Algorithm')!r} is not allowed "
+            "(sha256, sha384, sha512)"
+        )
+    if enveloped:
+        if uri != "":
+            raise SignatureInvalid(f'enveloped Reference must have URI="", not {uri!r}')
+        element = signature.getroottree().getroot()
+        data = _enveloped_c14n(signature, prefixes)
+    else:
+        if not uri.startswith("#") or len(uri) < 2 or "(" in uri:
+            raise SignatureInvalid(
+                f"Reference URI {uri!r} is not a same-document #Id (no external or XPointer "
+                "references)"
+            )
+        element = ids.get(uri[1:])
+        if element is None:
+            raise SignatureInvalid(f"Reference {uri!r} resolves to no element")
+        data = _c14n(element, prefixes)
+    if not hmac.compare_digest(_digest(digest_algorithm, data), _b64(digest_value, "DigestValue")):
+        raise SignatureInvalid(
+            f"digest of {uri or 'the document'} ({etree.QName(element).localname}, line "
+            f"{element.sourceline}) does not match: the element changed after signing"
+        )
+    return VerifiedReference(uri, element)
+
+
+# --- signing ---------------------------------------------------------------------------------
+
+
+def method_for(key: PrivateKey) -> str:
+    """The SignatureMethod URI the gateway and `broker sign` use for a key."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return RSA_SHA256
+    return ECDSA_SHA384 if key.curve.key_size >= 384 else ECDSA_SHA256
+
+
+def _sign_value(key: PrivateKey, uri: str, data: bytes) -> bytes:
+    method = SIGNATURE_METHODS[uri]
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), method.hash())
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(method.hash())))
+    size = (key.curve.key_size + 7) // 8
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def sign(
+    parent: etree._Element,
+    references: Sequence[tuple[str, etree._Element]],
+    key: PrivateKey,
+    certificate_der: bytes,
+    *,
+    signature_id: str | None = None,
+    enveloped: bool = False,
+) -> etree._Element:
+    """Append a ds:Signature to ``parent`` covering ``references`` ((uri, element) pairs).
+
+    With ``enveloped`` the one reference is ``URI=""`` over the whole document, which the
+    signature is then inserted into (the enveloped-signature transform removes it again).
+    """
+    nsmap = {"ds": DS}
+    signature = etree.Element(_ds("Signature"), nsmap=nsmap)
+    if signature_id:
+        signature.set("Id", signature_id)
+    signed_info = etree.SubElement(signature, _ds("SignedInfo"))
+    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
+    method = method_for(key)
+    etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=method)
+    for uri, element in references:
+        reference = etree.SubElement(signed_info, _ds("Reference"), URI=uri)
+        transforms = etree.SubElement(reference, _ds("Transforms"))
+        if enveloped:
+            etree.SubElement(transforms, _ds("Transform"), Algorithm=ENVELOPED)
+        etree.SubElement(transforms, _ds("Transform"), Algorithm=EXC_C14N)
+        etree.SubElement(reference, _ds("DigestMethod"), Algorithm=SHA256_DIGEST)
+        data = (
+            etree.tostring(
+                element.getroottree(), method="c14n", exclusive=True, with_comments=False
+            )
+            if enveloped
+            else _c14n(element, ())
+        )
+        etree.SubElement(reference, _ds("DigestValue")).text = base64.b64encode(
+            _digest(hashes.SHA256, data)
+        ).decode("ascii")
+    value = etree.SubElement(signature, _ds("SignatureValue"))
+    key_info = etree.SubElement(signature, _ds("KeyInfo"))
+    x509_data = etree.SubElement(key_info, _ds("X509Data"))
+    etree.SubElement(x509_data, _ds("X509Certificate")).text = base64.b64encode(
+        certificate_der
+    ).decode("ascii")
+    # Canonicalise SignedInfo where it will live: exc-c14n renders only visibly used
+    # namespaces, so the result does not depend on the parent's declarations.
+    parent.append(signature)
+    value.text = base64.b64encode(_sign_value(key, method, _c14n(signed_info, ()))).decode("ascii")
+    return signature
