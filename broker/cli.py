@@ -268,6 +268,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from broker import logs
+    from broker.server import ServeSettings, serve
+
+    logs.configure()
+    settings = ServeSettings(
+        routing=args.routing,
+        certs=args.certs,
+        xsd=args.xsd,
+        store=args.store,
+        listen=args.listen,
+        admin=args.admin,
+        insecure_http=args.insecure_http,
+    )
+    try:
+        return asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"broker serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(
@@ -354,6 +377,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check that the receipt attests exactly this message",
     )
     verify.set_defaults(handler=_cmd_verify)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument(
+        "--listen",
+        default=_env("BROKER_LISTEN", "127.0.0.1:8443"),
+        metavar="HOST:PORT",
+        help="intake listener, TLS (env BROKER_LISTEN)",
+    )
+    serve.add_argument(
+        "--admin",
+        default=_env("BROKER_ADMIN", "127.0.0.1:8081"),
+        metavar="HOST:PORT",
+        help="admin listener, plain HTTP (env BROKER_ADMIN)",
+    )
+    serve.add_argument(
+        "--insecure-http",
+        action="store_true",
+        default=_env("BROKER_INSECURE_HTTP", "") == "1",
+        help="intake over plain HTTP without client certificates: local development only",
+    )
+    serve.set_defaults(handler=_cmd_serve)
     return parser
 
 

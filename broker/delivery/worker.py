@@ -1,0 +1,296 @@
+"""The delivery worker: lease due jobs → POST → record the outcome (SPEC §6, §7, §9).
+
+Each job is one destination of one message (or one receipt push). 2xx is delivered;
+connection errors, timeouts, 408, 425, 429 and 5xx are retried per the rule's policy; any other
+status fails at once (DESTINATION_REJECTED); running out of attempts or ttl fails with
+DELIVERY_EXPIRED. A message destination's final outcome issues its Delivered or Failed receipt,
+stored (and queued for push to the sender's ``receipts`` URL) in the same transaction that
+records the outcome. Leases expire, so another worker — in this process after a restart, or in
+another process — takes over the jobs of one that crashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+
+from broker.errors import DeliveryExpired, DestinationRejected
+from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
+from broker.routing.holder import RoutingHolder
+from broker.signing.trust import GatewayIdentity
+from broker.store.base import Job, NewJob, Store, StoredReceipt
+from broker.tasks import TaskGroup
+from broker.tls import ClientContexts
+
+from . import retry
+
+log = logging.getLogger("broker.delivery")
+
+MAX_ACK_BYTES = 1024 * 1024
+RECEIPT_PUSH_TTL = 86_400.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 32
+    """Deliveries in flight at once."""
+    lease: float = 60.0
+    """Seconds a claimed job is ours; a crashed holder's jobs are free after this."""
+    poll: float = 0.5
+    """Seconds between looks at the store when nothing wakes the worker."""
+    timeout: float = 30.0
+    """Seconds one POST may take."""
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    status: int | None
+    error: str
+    retry_after: float | None = None
+    body: bytes = b""
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: Store,
+        routing: RoutingHolder,
+        identity: GatewayIdentity,
+        contexts: ClientContexts,
+        settings: WorkerSettings = WorkerSettings(),
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.routing = routing
+        self.identity = identity
+        self.contexts = contexts
+        self.settings = settings
+        self.owner = owner or f"worker-{uuid.uuid4()}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._deliveries = TaskGroup()
+        self._session: aiohttp.ClientSession | None = None
+        self.attempts_made = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and deliver until :meth:`stop` is called."""
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+        )
+        try:
+            while not self._stopping:
+                free = self.settings.concurrency - len(self._deliveries)
+                jobs = []
+                if free > 0:
+                    try:
+                        jobs = await self.store.claim(
+                            self.owner, time.time(), self.settings.lease, free
+                        )
+                    except Exception:
+                        log.exception("claiming jobs failed; will try again")
+                for job in jobs:
+                    self._deliveries.start(self._deliver(job), f"deliver-{job.id}")
+                if jobs and len(jobs) == free:
+                    await asyncio.sleep(0)  # more may be due: look again at once
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll)
+        finally:
+            await self._deliveries.drain(timeout=self.settings.timeout)
+            await self._session.close()
+
+    async def stop(self) -> None:
+        """Stop claiming, let deliveries in flight finish, release every lease we hold."""
+        self._stopping = True
+        self._wake.set()
+        await self._deliveries.drain(timeout=self.settings.timeout)
+        released = await self.store.release(self.owner)
+        log.info("delivery stopped", extra={"event": "worker_stopped", "released": released})
+
+    # -- one job -----------------------------------------------------------------------------
+    async def _post(self, job: Job) -> _Attempt:
+        participant = self.routing.table.participants.get(job.destination)
+        if participant is None:
+            return _Attempt(None, f"{job.destination} is no longer in the routing table")
+        content_type = "application/soap+xml" if job.kind == "message" else "application/xml"
+        ssl = (
+            self.contexts.for_country(participant.country)
+            if job.endpoint.startswith("https:")
+            else False
+        )
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                job.endpoint,
+                data=job.payload,
+                ssl=ssl,
+                headers={"Content-Type": f"{content_type}; charset=utf-8"},
+            ) as response:
+                body = await response.content.read(MAX_ACK_BYTES)
+                return _Attempt(
+                    response.status,
+                    f"HTTP {response.status}",
+                    retry.parse_retry_after(response.headers.get("Retry-After"), time.time()),
+                    body,
+                )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return _Attempt(None, f"{type(exc).__name__}: {exc}".strip())
+
+    async def _deliver(self, job: Job) -> None:
+        if time.time() > job.deadline:
+            await self._fail(
+                job,
+                job.attempts,
+                DeliveryExpired(f"the ttl ran out before attempt {job.attempts + 1}"),
+            )
+            return
+        attempt = await self._post(job)
+        attempts = job.attempts + 1
+        self.attempts_made += 1
+        log.info(
+            "delivery attempt",
+            extra={
+                "event": "delivery_attempt",
+                "track_id": job.track_id,
+                "message_id": job.message_id,
+                "destination": job.destination,
+                "kind": job.kind,
+                "attempt": attempts,
+                "result": attempt.error,
+            },
+        )
+        if attempt.status is not None and 200 <= attempt.status < 300:
+            await self._delivered(job, attempts, attempt.body)
+            return
+        if attempt.status is not None and not retry.is_retryable(attempt.status):
+            await self._fail(
+                job, attempts, DestinationRejected(f"{job.destination} answered {attempt.error}")
+            )
+            return
+        decision = retry.next_attempt(
+            attempts=attempts,
+            max_attempts=job.max_attempts,
+            initial=job.initial_delay,
+            max_delay=job.max_delay,
+            deadline=job.deadline,
+            now=time.time(),
+            retry_after=attempt.retry_after,
+        )
+        if decision.at is None:
+            await self._fail(
+                job, attempts, DeliveryExpired(f"{decision.reason}; last error: {attempt.error}")
+            )
+            return
+        await self.store.reschedule(job, self.owner, attempts, decision.at, attempt.error)
+
+    def _receipt(
+        self,
+        job: Job,
+        kind: Kind,
+        attempts: int,
+        acknowledgement_digest: str | None = None,
+        errors: tuple[tuple[str, str], ...] = (),
+    ) -> StoredReceipt:
+        receipt = Receipt(
+            kind=kind,
+            gateway=self.routing.table.gateway_id,
+            message_digest=job.digest,
+            message_id=job.message_id,
+            track_id=job.track_id,
+            sender=job.sender,
+            route=job.route,
+            table_digest=job.table_digest,
+            destinations=(job.destination,),
+            attempts=attempts,
+            acknowledgement_digest=acknowledgement_digest,
+            errors=errors,
+        )
+        return StoredReceipt(
+            receipt_id=receipt.receipt_id,
+            kind=kind,
+            issued_at=receipt.issued_at,
+            body=build_receipt(receipt, self.identity),
+            track_id=job.track_id,
+            message_id=job.message_id,
+            sender=job.sender,
+            destination=job.destination,
+        )
+
+    def _push_job(self, job: Job, receipt: StoredReceipt) -> NewJob | None:
+        sender = self.routing.table.participants.get(job.sender)
+        if sender is None or sender.receipts is None:
+            return None
+        now = time.time()
+        return NewJob(
+            track_id=job.track_id,
+            kind="receipt",
+            destination=sender.id,
+            endpoint=sender.receipts,
+            max_attempts=job.max_attempts,
+            initial_delay=job.initial_delay,
+            max_delay=job.max_delay,
+            deadline=now + RECEIPT_PUSH_TTL,
+            next_attempt=now,
+            receipt_id=receipt.receipt_id,
+        )
+
+    async def _delivered(self, job: Job, attempts: int, body: bytes) -> None:
+        receipt = push = None
+        if job.kind == "message":
+            receipt = self._receipt(
+                job,
+                "Delivered",
+                attempts,
+                acknowledgement_digest=sha256_b64(body) if body else None,
+            )
+            push = self._push_job(job, receipt)
+        if await self.store.finish(job, self.owner, "delivered", attempts, None, receipt, push):
+            log.info(
+                "delivered",
+                extra={
+                    "event": "delivered",
+                    "track_id": job.track_id,
+                    "message_id": job.message_id,
+                    "kind": job.kind,
+                    "destination": job.destination,
+                    "attempts": attempts,
+                },
+            )
+            if push is not None:
+                self.wake()
+
+    async def _fail(
+        self, job: Job, attempts: int, error: DestinationRejected | DeliveryExpired
+    ) -> None:
+        receipt = push = None
+        if job.kind == "message":
+            receipt = self._receipt(job, "Failed", attempts, errors=((error.code, error.message),))
+            push = self._push_job(job, receipt)
+        if await self.store.finish(
+            job, self.owner, "failed", attempts, f"{error.code}: {error.message}", receipt, push
+        ):
+            log.warning(
+                "failed",
+                extra={
+                    "event": "failed",
+                    "track_id": job.track_id,
+                    "message_id": job.message_id,
+                    "kind": job.kind,
+                    "destination": job.destination,
+                    "code": error.code,
+                    "reason": error.message,
+                },
+            )
+            if push is not None:
+                self.wake()

@@ -1,0 +1,174 @@
+"""The intake listener (SPEC §7): POST /v1/messages and the read API, over mutual TLS.
+
+The read stage lives here: content type first (415), then the size limit, checked against
+Content-Length and again while reading so an oversized body is refused (413) as soon as the
+limit is passed. Both are answered without a receipt, as SPEC §4 says; every later refusal gets
+a signed Rejected receipt from :mod:`broker.intake`. Bounded in-flight work: past the limit the
+answer is 503 with Retry-After and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+from cryptography import x509
+
+from broker import clock
+from broker.errors import CertificateUntrusted, TooLarge, UnsupportedMediaType
+from broker.intake import Gateway, TlsIdentity, receive
+from broker.store.base import StoreUnavailable
+
+log = logging.getLogger("broker.http")
+
+ACCEPTED_TYPES = ("application/soap+xml", "application/xml", "text/xml")
+UUID = re.compile(
+    r"(?:urn:uuid:)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+)
+INSECURE_PARTICIPANT_HEADER = "X-Broker-Participant"
+
+
+@dataclass
+class IntakeSettings:
+    max_in_flight: int = 256
+    """Requests processed at once; beyond it, 503 with Retry-After and nothing stored."""
+    insecure: bool = False
+    """Plain HTTP for local development: no TLS identity, the signer is the sender."""
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+SETTINGS = web.AppKey("intake_settings", IntakeSettings)
+IN_FLIGHT = web.AppKey("in_flight", list)
+
+
+def _problem(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+
+
+def _tls_identity(request: web.Request) -> TlsIdentity:
+    gateway = request.app[GATEWAY]
+    if request.app[SETTINGS].insecure:
+        return TlsIdentity(request.headers.get(INSECURE_PARTICIPANT_HEADER))
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+    if not der:
+        return TlsIdentity(None, CertificateUntrusted("no TLS client certificate"))
+    certificate = x509.load_der_x509_certificate(der)
+    try:
+        participant = gateway.trust.identify(
+            certificate, (), gateway.routing.table.participants, clock.now()
+        )
+    except CertificateUntrusted as exc:
+        return TlsIdentity(None, CertificateUntrusted(f"TLS client certificate: {exc.message}"))
+    return TlsIdentity(participant.id)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"Content-Length {request.content_length} exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def post_message(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    settings = request.app[SETTINGS]
+    in_flight = request.app[IN_FLIGHT]
+    if in_flight[0] >= settings.max_in_flight:
+        return _problem(503, "BUSY", "too many messages in progress; try again", 1)
+    in_flight[0] += 1
+    try:
+        if request.content_type not in ACCEPTED_TYPES:
+            error = UnsupportedMediaType(
+                f"Content-Type {request.content_type!r}; expected application/soap+xml"
+            )
+            return _problem(error.status, error.code, error.message)
+        try:
+            body = await _read_body(request, gateway.limits.max_bytes)
+        except TooLarge as exc:
+            response = _problem(exc.status, exc.code, exc.message)
+            response.force_close()
+            return response
+        tls = _tls_identity(request)
+        gateway.metrics.received.inc()
+        try:
+            outcome = await receive(gateway, body, tls)
+        except StoreUnavailable as exc:
+            log.error("store unavailable: %s", exc, extra={"event": "store_unavailable"})
+            return _problem(
+                503,
+                "STORE_UNAVAILABLE",
+                "the store is unavailable; nothing was stored, try again",
+                5,
+            )
+        if outcome.status < 300:
+            gateway.metrics.accepted.inc()
+        else:
+            gateway.metrics.rejected.labels(outcome.code).inc()
+        return web.Response(
+            status=outcome.status,
+            body=outcome.receipt,
+            content_type="application/xml",
+            charset="utf-8",
+        )
+    finally:
+        in_flight[0] -= 1
+
+
+def _caller(request: web.Request) -> str | None:
+    identity = _tls_identity(request)
+    return identity.participant if identity.error is None else None
+
+
+def _uuid(value: str) -> str | None:
+    match = UUID.fullmatch(value)
+    return f"urn:uuid:{match.group(1).lower()}" if match else None
+
+
+async def get_message(request: web.Request) -> web.Response:
+    caller = _caller(request)
+    message_id = _uuid(request.match_info["message_id"])
+    if caller is None or message_id is None:
+        return _problem(404, "NOT_FOUND", "no such message")
+    view = await request.app[GATEWAY].store.message(message_id, caller)
+    if view is None:
+        # MessageIDs are kept as sent; try the spelling the sender may have used.
+        raw = request.match_info["message_id"]
+        view = await request.app[GATEWAY].store.message(
+            raw if raw.startswith("urn:uuid:") else f"urn:uuid:{raw}", caller
+        )
+    if view is None:
+        return _problem(404, "NOT_FOUND", "no such message")
+    return web.json_response(view.as_json(), dumps=lambda d: json.dumps(d, indent=2))
+
+
+async def get_receipt(request: web.Request) -> web.Response:
+    caller = _caller(request)
+    receipt_id = _uuid(request.match_info["receipt_id"])
+    found = await request.app[GATEWAY].store.receipt(receipt_id) if receipt_id else None
+    if found is None or caller is None or found[0] != caller:
+        return _problem(404, "NOT_FOUND", "no such receipt")
+    return web.Response(body=found[1], content_type="application/xml", charset="utf-8")
+
+
+def intake_app(gateway: Gateway, settings: IntakeSettings) -> web.Application:
+    # client_max_size: aiohttp's own cap sits above ours so that our limit answers first.
+    app = web.Application(client_max_size=gateway.limits.max_bytes + 1)
+    app[GATEWAY] = gateway
+    app[SETTINGS] = settings
+    app[IN_FLIGHT] = [0]
+    app.router.add_post("/v1/messages", post_message)
+    app.router.add_get("/v1/messages/{message_id}", get_message)
+    app.router.add_get("/v1/receipts/{receipt_id}", get_receipt)
+    return app

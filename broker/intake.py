@@ -1,0 +1,240 @@
+"""The intake pipeline, in one place (SPEC §7, §8, §9).
+
+    read → parse → envelope → schema → signature → route → persist → receipt
+
+``read`` (content type, size limit while reading) happens in the HTTP layer; every other stage
+is one call below, in order, each returning a new frozen value. A refusal at any stage becomes a
+signed Rejected receipt, stored and answered with the stage's SPEC §8 status; nothing refused is
+ever stored as a message or forwarded. An Accepted receipt is answered only after the message,
+its delivery jobs and the receipt itself are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from broker import clock, xmlsafe
+from broker.envelope import WSA
+from broker.errors import CertificateUntrusted, RefusalError
+from broker.metrics import Metrics
+from broker.receipts import Receipt, build_receipt, refusal_errors, sha256_b64
+from broker.routing.holder import RoutingHolder
+from broker.routing.table import Decision, RoutingTable
+from broker.schemas import Catalog
+from broker.signing.sign import countersign
+from broker.signing.trust import GatewayIdentity, TrustStore
+from broker.signing.verify import Verified, verify_sender
+from broker.store.base import NewJob, NewMessage, Store, StoredReceipt
+from broker.validation import check_document
+
+log = logging.getLogger("broker.intake")
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """Who the TLS client certificate says is calling (None participant: insecure HTTP)."""
+
+    participant: str | None
+    error: CertificateUntrusted | None = None
+
+
+@dataclass
+class Gateway:
+    """Everything the stages need, loaded once at start-up (routing reloads in place)."""
+
+    catalog: Catalog
+    routing: RoutingHolder
+    trust: TrustStore
+    identity: GatewayIdentity
+    store: Store
+    limits: xmlsafe.XmlLimits = xmlsafe.DEFAULT_LIMITS
+    wake_delivery: Callable[[], None] = lambda: None
+    cpu: ThreadPoolExecutor | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the HTTP layer answers: status and the signed receipt."""
+
+    status: int
+    receipt: bytes
+    code: str
+    message_id: str | None = None
+    track_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A verified, routed message with everything persist needs, built off the event loop."""
+
+    verified: Verified
+    decision: Decision
+    table: RoutingTable
+    message: NewMessage
+    jobs: list[NewJob]
+    receipt: StoredReceipt
+
+
+def _message_id_if_readable(data: bytes) -> str | None:
+    """The MessageID for a Rejected receipt, when the body parses far enough to read one."""
+    try:
+        root = xmlsafe.parse(data)
+    except RefusalError:
+        return None
+    found = root.find(f".//{{{WSA}}}MessageID")
+    return xmlsafe.text_value(found) if found is not None else None
+
+
+def _prepare(gw: Gateway, body: bytes, tls: TlsIdentity) -> _Ready:
+    """parse → envelope → schema → signature → route, then countersign and the receipt.
+
+    Runs in a worker thread: it is all CPU (lxml, cryptography)."""
+    now = clock.now()
+    table = gw.routing.table  # one table for the whole message; its digest goes in the receipt
+    validated = check_document(body, gw.catalog, gw.limits)  # parse, envelope, schema
+    verified = verify_sender(  # signature: SIGNATURE_*, CERTIFICATE_UNTRUSTED, SENDER_MISMATCH
+        validated,
+        gw.trust,
+        table.participants,
+        at=now,
+        tls_participant=tls.participant if tls.error is None else None,
+    )
+    if tls.error is not None:
+        raise tls.error
+    decision = table.route(verified.facts)  # route: NO_ROUTE, ROUTE_DENIED
+    track_id = f"urn:uuid:{uuid.uuid4()}"
+    accepted_at = clock.format_time(now)
+    forwarded = countersign(verified, gw.identity, track_id, accepted_at)
+    envelope = verified.envelope
+    digest = sha256_b64(body)
+    receipt = Receipt(
+        kind="Accepted",
+        gateway=table.gateway_id,
+        message_digest=digest,
+        issued_at=clock.format_time(clock.now()),
+        message_id=envelope.message_id.value,
+        track_id=track_id,
+        sender=verified.sender.id,
+        route=decision.rule.name,
+        table_digest=table.digest,
+        destinations=tuple(p.id for p in decision.destinations),
+    )
+    signed_receipt = build_receipt(receipt, gw.identity)
+    policy = decision.rule.retry
+    start = now.timestamp()
+    jobs = [
+        NewJob(
+            track_id=track_id,
+            kind="message",
+            destination=p.id,
+            endpoint=p.endpoint,
+            max_attempts=policy.attempts,
+            initial_delay=policy.initial,
+            max_delay=policy.max,
+            deadline=start + policy.ttl,
+            next_attempt=start,
+        )
+        for p in decision.destinations
+    ]
+    message = NewMessage(
+        track_id=track_id,
+        sender=verified.sender.id,
+        message_id=envelope.message_id.value,
+        digest=digest,
+        accepted_at=accepted_at,
+        route=decision.rule.name,
+        table_digest=table.digest,
+        action=verified.facts.action,
+        document=verified.facts.document,
+        recipient=verified.facts.to,
+        raw=body,
+        forwarded=forwarded,
+    )
+    stored = StoredReceipt(
+        receipt_id=receipt.receipt_id,
+        kind="Accepted",
+        issued_at=receipt.issued_at,
+        body=signed_receipt,
+        track_id=track_id,
+        message_id=message.message_id,
+        sender=message.sender,
+    )
+    return _Ready(verified, decision, table, message, jobs, stored)
+
+
+async def _reject(
+    gw: Gateway, body: bytes, tls: TlsIdentity, error: RefusalError, sender: str | None = None
+) -> Outcome:
+    message_id = _message_id_if_readable(body)
+    receipt = Receipt(
+        kind="Rejected",
+        gateway=gw.routing.table.gateway_id,
+        message_digest=sha256_b64(body),
+        message_id=message_id,
+        sender=sender or tls.participant,
+        errors=refusal_errors(error),
+    )
+    signed = build_receipt(receipt, gw.identity)
+    await gw.store.record_receipt(
+        StoredReceipt(
+            receipt_id=receipt.receipt_id,
+            kind="Rejected",
+            issued_at=receipt.issued_at,
+            body=signed,
+            message_id=message_id,
+            sender=receipt.sender,
+        )
+    )
+    log.info(
+        "rejected",
+        extra={
+            "event": "rejected",
+            "code": error.code,
+            "message_id": message_id,
+            "reason": error.message,
+        },
+    )
+    return Outcome(error.status, signed, error.code, message_id)
+
+
+async def receive(gw: Gateway, body: bytes, tls: TlsIdentity) -> Outcome:
+    """Run the pipeline on a request body that passed the read stage."""
+    loop = asyncio.get_running_loop()
+    try:
+        ready = await loop.run_in_executor(gw.cpu, _prepare, gw, body, tls)
+    except RefusalError as exc:
+        return await _reject(gw, body, tls, exc)
+    try:
+        accepted = await gw.store.accept(ready.message, ready.jobs, ready.receipt)  # persist
+    except RefusalError as exc:  # DUPLICATE_CONFLICT
+        return await _reject(gw, body, tls, exc, sender=ready.message.sender)
+    message = ready.message
+    if not accepted.fresh:
+        log.info(
+            "resubmission",
+            extra={
+                "event": "resubmitted",
+                "message_id": message.message_id,
+                "sender": message.sender,
+            },
+        )
+        return Outcome(200, accepted.receipt, "ACCEPTED", message.message_id)
+    gw.wake_delivery()
+    log.info(
+        "accepted",
+        extra={
+            "event": "accepted",
+            "message_id": message.message_id,
+            "track_id": message.track_id,
+            "sender": message.sender,
+            "route": message.route,
+            "destinations": [j.destination for j in ready.jobs],
+        },
+    )
+    return Outcome(202, accepted.receipt, "ACCEPTED", message.message_id, message.track_id)

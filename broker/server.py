@@ -1,0 +1,151 @@
+"""`broker serve`: load everything, start the intake and admin listeners and the delivery worker,
+and stop cleanly (SPEC §7, §9).
+
+SIGTERM/SIGINT: stop accepting (listeners close), finish requests in flight, let deliveries in
+flight finish, release the leases this process holds, close the store, exit 0. SIGHUP reloads the
+routing table (a table with an error is refused and the old one stays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from broker.delivery.worker import DeliveryWorker, WorkerSettings
+from broker.http.admin import admin_app
+from broker.http.intake import IntakeSettings, intake_app
+from broker.intake import Gateway
+from broker.metrics import Metrics
+from broker.routing.holder import RoutingHolder
+from broker.schemas import Catalog
+from broker.signing.trust import GatewayIdentity, TrustStore
+from broker.store.base import open_store
+from broker.tasks import TaskGroup
+from broker.tls import ClientContexts, server_context
+
+log = logging.getLogger("broker.server")
+
+
+@dataclass
+class ServeSettings:
+    routing: Path = Path("routing.yaml")
+    certs: Path = Path("certs")
+    xsd: Path = Path("xsd")
+    store: str = "sqlite:///var/broker.sqlite3"
+    listen: str = "127.0.0.1:8443"
+    admin: str = "127.0.0.1:8081"
+    insecure_http: bool = False
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    shutdown_timeout: float = 30.0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class GatewayServer:
+    """One gateway process: listeners, worker, store. ``start`` then ``stop``."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.ready = [False]
+        self.tasks = TaskGroup()
+        self._runners: list[web.AppRunner] = []
+        self.intake_port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        catalog = Catalog.load(s.xsd)
+        routing = RoutingHolder.load(s.routing)
+        trust = TrustStore.load(s.certs)
+        identity = GatewayIdentity.load(s.certs)
+        store = open_store(s.store)
+        await store.open()
+        self.gateway = Gateway(
+            catalog,
+            routing,
+            trust,
+            identity,
+            store,
+            cpu=ThreadPoolExecutor(max_workers=2, thread_name_prefix="intake-cpu"),
+            metrics=Metrics(),
+        )
+        self.worker = DeliveryWorker(store, routing, identity, ClientContexts(s.certs), s.worker)
+        self.gateway.wake_delivery = self.worker.wake
+        ssl_context = None if s.insecure_http else server_context(s.certs)
+        if s.insecure_http:
+            log.warning(
+                "INSECURE: intake over plain HTTP without client certificates — local "
+                "development only, never in production",
+                extra={"event": "insecure_http"},
+            )
+        self.intake_port = await self._start_site(
+            intake_app(self.gateway, s.intake), s.listen, ssl_context
+        )
+        self.admin_port = await self._start_site(
+            admin_app(self.gateway, self.gateway.metrics, self.ready), s.admin, None
+        )
+        self.tasks.start(self.worker.run(), "delivery-worker")
+        self.ready[0] = True
+        log.info(
+            "gateway started",
+            extra={
+                "event": "started",
+                "intake": f"{_host_port(s.listen)[0]}:{self.intake_port}",
+                "admin": f"{_host_port(s.admin)[0]}:{self.admin_port}",
+                "routing_digest": routing.table.digest,
+                "store": s.store,
+            },
+        )
+
+    async def _start_site(self, app: web.Application, address: str, ssl_context: object) -> int:
+        runner = web.AppRunner(
+            app, shutdown_timeout=self.settings.shutdown_timeout, access_log=None
+        )
+        await runner.setup()
+        host, port = _host_port(address)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):  # several `broker serve` may share one port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        site = web.SockSite(runner, sock, ssl_context=ssl_context)  # type: ignore[arg-type]
+        await site.start()
+        self._runners.append(runner)
+        return int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        self.ready[0] = False
+        log.info("gateway stopping", extra={"event": "stopping"})
+        for runner in self._runners:  # stop accepting, finish requests in flight
+            await runner.cleanup()
+        await self.worker.stop()
+        await self.tasks.drain(timeout=self.settings.shutdown_timeout)
+        await self.gateway.store.close()
+        if self.gateway.cpu is not None:
+            self.gateway.cpu.shutdown(wait=True)
+        log.info("gateway stopped", extra={"event": "stopped"})
+
+
+async def serve(settings: ServeSettings) -> int:
+    """Run until SIGTERM or SIGINT; 0 on a clean stop."""
+    server = GatewayServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server.gateway.routing.install_sighup(loop)
+    await stop.wait()
+    await server.stop()
+    return 0

@@ -1,0 +1,132 @@
+"""Simulated member-state single windows (for `broker demo`, `broker bench` and the tests).
+
+Each one is an HTTPS server on loopback with the participant's certificate, requiring the
+gateway's client certificate (issued by certs/gateway/ca.pem). Its inbox checks what the gateway
+forwards the way a real destination would — the sender's signature against the sender's country
+CA and the gateway's signature against the gateway CA — and it can be told to fail: answer 503
+(with Retry-After) a number of times, or refuse with 400. Its receipts endpoint keeps the
+Delivered/Failed receipts the gateway pushes.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from cryptography import x509
+
+from broker import clock, xmlsafe
+from broker.envelope import DS, WSSE
+from broker.errors import GatewayError
+from broker.signing import xmldsig
+from broker.signing.trust import TrustStore
+
+
+@dataclass
+class Received:
+    body: bytes
+    sender_verified: bool
+    gateway_verified: bool
+    problem: str | None
+
+
+@dataclass
+class SingleWindow:
+    """One simulated participant with an inbox and a receipts endpoint."""
+
+    participant: str
+    certs: Path
+    fail_next: list[int] = field(default_factory=list)
+    """Statuses to answer before accepting, e.g. [503, 503] (consumed in order)."""
+    retry_after: str | None = None
+    inbox: list[Received] = field(default_factory=list)
+    receipts: list[bytes] = field(default_factory=list)
+    verify: bool = True
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}/eaeu/inbox"
+
+    @property
+    def receipts_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/eaeu/receipts"
+
+    def _check(self, body: bytes) -> Received:
+        if not self.verify:
+            return Received(body, False, False, None)
+        try:
+            root = xmlsafe.parse(body)
+            ids = xmldsig.id_index(root)
+            signatures = root.findall(f".//{{{WSSE}}}Security/{{{DS}}}Signature")
+            trust = _trust(self.certs)
+            sender = xmldsig.verify(signatures[0], ids)
+            gateway = xmldsig.verify(signatures[1], ids)
+            now = clock.now()
+            sender_ok = any(_chains(sender.certificate, cas, now) for cas in trust.cas.values())
+            gateway_ok = _chains(gateway.certificate, _gateway_ca(self.certs), now)
+            return Received(body, sender_ok, gateway_ok, None)
+        except (GatewayError, IndexError) as exc:
+            return Received(body, False, False, str(exc))
+
+    async def _inbox(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            return web.Response(status=status, text=f"simulated {status}\n", headers=headers)
+        self.inbox.append(self._check(body))
+        return web.Response(status=200, text="received\n")
+
+    async def _receipt(self, request: web.Request) -> web.Response:
+        self.receipts.append(await request.read())
+        return web.Response(status=204)
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/eaeu/inbox", self._inbox)
+        app.router.add_post("/eaeu/receipts", self._receipt)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        folder = self.certs / "participants" / self.participant
+        context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(self.certs / "gateway" / "ca.pem"))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=context)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+_TRUST: dict[Path, TrustStore] = {}
+
+
+def _trust(certs: Path) -> TrustStore:
+    if certs not in _TRUST:
+        _TRUST[certs] = TrustStore.load(certs)
+    return _TRUST[certs]
+
+
+def _gateway_ca(certs: Path) -> tuple[x509.Certificate, ...]:
+    return tuple(x509.load_pem_x509_certificates((certs / "gateway" / "ca.pem").read_bytes()))
+
+
+def _chains(cert: x509.Certificate, cas: tuple[x509.Certificate, ...], now: object) -> bool:
+    from cryptography.x509 import verification
+
+    try:
+        builder = verification.PolicyBuilder().store(verification.Store(list(cas)))
+        policy = verification.ExtensionPolicy.permit_all()
+        builder.time(now).extension_policies(  # type: ignore[arg-type]
+            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=policy
+        ).build_client_verifier().verify(cert, [])
+    except (verification.VerificationError, ValueError):
+        return False
+    return True

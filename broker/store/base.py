@@ -1,0 +1,240 @@
+"""The store seam: what intake, delivery and the APIs need from durable storage (SPEC §9).
+
+Two implementations fit behind :class:`Store`: SQLite (embedded, the default) and PostgreSQL
+(several gateway processes on one database). Callers depend only on this module. The contract
+that matters most: :meth:`Store.accept` commits the message, its delivery jobs and its Accepted
+receipt in one transaction, and only then returns; jobs are leased to one worker at a time and an
+expired lease can be taken over, so a job survives the crash of its holder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from broker.errors import ConfigError
+
+JobKind = Literal["message", "receipt"]
+JobState = Literal["pending", "delivered", "failed"]
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    track_id: str
+    sender: str
+    message_id: str
+    digest: str
+    accepted_at: str
+    route: str
+    table_digest: str
+    action: str
+    document: str
+    recipient: str
+    raw: bytes
+    forwarded: bytes
+
+
+@dataclass(frozen=True)
+class NewJob:
+    track_id: str
+    kind: JobKind
+    destination: str
+    endpoint: str
+    max_attempts: int
+    initial_delay: float
+    max_delay: float
+    deadline: float
+    """Epoch seconds after which delivery gives up (acceptance + ttl)."""
+    next_attempt: float
+    receipt_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    receipt_id: str
+    kind: str
+    issued_at: str
+    body: bytes
+    track_id: str | None = None
+    message_id: str | None = None
+    sender: str | None = None
+    destination: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Outcome of :meth:`Store.accept`: ``fresh`` False means an identical resubmission, and
+    ``receipt`` is then the original Accepted receipt."""
+
+    fresh: bool
+    receipt: bytes
+
+
+@dataclass(frozen=True)
+class Job:
+    """A leased delivery job with what it takes to deliver it."""
+
+    id: int
+    track_id: str
+    kind: JobKind
+    destination: str
+    endpoint: str
+    receipt_id: str | None
+    attempts: int
+    max_attempts: int
+    initial_delay: float
+    max_delay: float
+    deadline: float
+    sender: str
+    message_id: str
+    digest: str
+    route: str
+    table_digest: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class DestinationView:
+    participant: str
+    state: JobState
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class ReceiptView:
+    id: str
+    kind: str
+    destination: str | None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    message_id: str
+    track_id: str
+    sender: str
+    route: str
+    accepted_at: str
+    destinations: tuple[DestinationView, ...]
+    receipts: tuple[ReceiptView, ...]
+
+    @property
+    def state(self) -> JobState:
+        states = {d.state for d in self.destinations}
+        if "pending" in states:
+            return "pending"
+        return "failed" if "failed" in states else "delivered"
+
+    def as_json(self) -> dict[str, object]:
+        """The SPEC §7 JSON of GET /v1/messages/{MessageID}."""
+        return {
+            "message_id": self.message_id,
+            "track_id": self.track_id,
+            "sender": self.sender,
+            "route": self.route,
+            "destinations": [
+                {
+                    "participant": d.participant,
+                    "state": d.state,
+                    "attempts": d.attempts,
+                    "last_error": d.last_error,
+                }
+                for d in self.destinations
+            ],
+            "receipts": [
+                {"id": r.id, "kind": r.kind, "destination": r.destination} for r in self.receipts
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    pending: int
+    delivered: int
+    failed: int
+    oldest_pending: float | None
+    """Epoch seconds of the oldest pending job's last change, if any."""
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or a transaction failed; intake answers 503."""
+
+
+class Store(Protocol):
+    """Durable storage of messages, delivery jobs and receipts."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True when the store answers (for /readyz)."""
+
+    async def accept(
+        self, message: NewMessage, jobs: list[NewJob], receipt: StoredReceipt
+    ) -> Accepted:
+        """Commit message, jobs and Accepted receipt atomically, or return the original
+        receipt of an identical earlier submission. Raises DuplicateConflict when the same
+        sender and MessageID arrive with another digest."""
+
+    async def record_receipt(self, receipt: StoredReceipt) -> None:
+        """Store a receipt that belongs to no accepted message (Rejected)."""
+
+    async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[Job]:
+        """Lease up to ``limit`` due jobs to ``owner`` until ``now + lease``."""
+
+    async def finish(
+        self,
+        job: Job,
+        owner: str,
+        state: JobState,
+        attempts: int,
+        last_error: str | None,
+        receipt: StoredReceipt | None,
+        push: NewJob | None,
+    ) -> bool:
+        """Mark a job delivered or failed, with its receipt and receipt-push job, in one
+        transaction. False if ``owner`` no longer held the lease (nothing is written)."""
+
+    async def reschedule(
+        self, job: Job, owner: str, attempts: int, next_attempt: float, last_error: str
+    ) -> bool:
+        """Give the job back for a later attempt. False if the lease was lost."""
+
+    async def release(self, owner: str) -> int:
+        """Release every lease ``owner`` holds (clean shutdown)."""
+
+    async def message(self, message_id: str, sender: str | None) -> MessageView | None:
+        """A message by MessageID, restricted to ``sender`` unless None (admin)."""
+
+    async def receipt(self, receipt_id: str) -> tuple[str | None, bytes] | None:
+        """(sender, body) of a stored receipt."""
+
+    async def messages(
+        self, state: JobState | None, sender: str | None, since: str | None, limit: int
+    ) -> list[MessageView]: ...
+
+    async def retry(
+        self, message_id: str, destination: str | None, now: float, deadline: float
+    ) -> int:
+        """Put failed destinations of a message back to pending; the number of jobs reset."""
+
+    async def counts(self) -> JobCounts: ...
+
+
+def open_store(url: str) -> Store:
+    """The store for a URL: ``sqlite:///relative/path``, ``sqlite:////absolute/path``, or a
+    libpq URL ``postgresql://user@host:port/db``."""
+    if url.startswith("sqlite:///"):
+        from broker.store.sqlite import SqliteStore
+
+        return SqliteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("the PostgreSQL store is not built yet; use sqlite:///… for now")
+    raise ConfigError(f"unknown store URL {url!r} (sqlite:///path or postgresql://…)")
+
+
+def epoch(moment: dt.datetime) -> float:
+    return moment.timestamp()

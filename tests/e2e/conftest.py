@@ -1,0 +1,154 @@
+"""A whole exchange on loopback: the gateway (in this process) and simulated single windows of
+KZ, RU and BY over mutual TLS, with clients that present each participant's certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from broker.delivery.worker import WorkerSettings
+from broker.server import GatewayServer, ServeSettings
+from broker.simulator import SingleWindow
+from tests.conftest import ROOT
+from tests.pki_support import Pki
+
+ROUTING = """\
+version: 1
+gateway: {{id: EEC-GW}}
+participants:
+  KZ-SW:
+    country: KZ
+    addresses: ["EAEU://KZ/*"]
+    endpoint: {KZ-SW}
+    receipts: {KZ-SW-receipts}
+  RU-SW:
+    country: RU
+    addresses: ["EAEU://RU/*"]
+    endpoint: {RU-SW}
+    receipts: {RU-SW-receipts}
+  BY-SW:
+    country: BY
+    addresses: ["EAEU://BY/*"]
+    endpoint: {BY-SW}
+routes:
+  - name: ts01-registry-update-to-all
+    match: {{action: "int://CP/P.TS.01/*/P.TS.01.MSG.001"}}
+    deliver: ["*-SW"]
+    retry: {{attempts: 5, initial: 50ms, max: 200ms, ttl: 1h}}
+  - name: processing-result-to-addressee
+    match: {{document: R.006}}
+    deliver: addressee
+    retry: {{attempts: 5, initial: 50ms, max: 200ms, ttl: 1h}}
+  - name: ss08-alert-to-all
+    match: {{action: "int://CP/P.SS.08/*"}}
+    deliver: ["*"]
+    retry: {{attempts: 5, initial: 50ms, max: 200ms, ttl: 1h}}
+  - name: goods-declaration-to-addressee
+    match: {{document: R.055}}
+    deliver: addressee
+    retry: {{attempts: 100, initial: 50ms, max: 100ms, ttl: 1500ms}}
+"""
+
+
+@dataclass
+class Exchange:
+    server: GatewayServer
+    windows: dict[str, SingleWindow]
+    pki: Pki
+    folder: Path
+
+    @property
+    def base(self) -> str:
+        return f"https://127.0.0.1:{self.server.intake_port}"
+
+    def client_context(self, participant: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.folder / "gateway" / "ca.pem"))
+        identity = self.pki.folder / "participants" / participant
+        context.load_cert_chain(identity / "cert.pem", identity / "key.pem")
+        return context
+
+    async def request(
+        self,
+        participant: str,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        content_type: str = "application/soap+xml",
+    ) -> tuple[int, bytes, dict[str, str]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                self.base + path,
+                data=io.BytesIO(body) if body else None,
+                ssl=self.client_context(participant),
+                headers={"Content-Type": content_type} if body else None,
+            ) as response,
+        ):
+            return response.status, await response.read(), dict(response.headers)
+
+    async def post(
+        self, participant: str, body: bytes, content_type: str = "application/soap+xml"
+    ) -> tuple[int, bytes]:
+        status, data, _ = await self.request(
+            participant, "POST", "/v1/messages", body, content_type
+        )
+        return status, data
+
+    async def admin(self, method: str, path: str) -> tuple[int, bytes]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, f"http://127.0.0.1:{self.server.admin_port}{path}") as response,
+        ):
+            return response.status, await response.read()
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def exchange(test_pki: Pki, tmp_path: Path) -> AsyncIterator[Exchange]:
+    windows = {p: SingleWindow(p, test_pki.folder) for p in ("KZ-SW", "RU-SW", "BY-SW")}
+    for window in windows.values():
+        await window.start()
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        ROUTING.format(
+            **{p: w.endpoint for p, w in windows.items()},
+            **{
+                "KZ-SW-receipts": windows["KZ-SW"].receipts_url,
+                "RU-SW-receipts": windows["RU-SW"].receipts_url,
+            },
+        )
+    )
+    settings = ServeSettings(
+        routing=routing,
+        certs=test_pki.folder,
+        xsd=ROOT / "xsd",
+        store=f"sqlite:///{tmp_path / 'broker.sqlite3'}",
+        listen="127.0.0.1:0",
+        admin="127.0.0.1:0",
+        worker=WorkerSettings(poll=0.05, timeout=5),
+        shutdown_timeout=5,
+    )
+    server = GatewayServer(settings)
+    await server.start()
+    try:
+        yield Exchange(server, windows, test_pki, tmp_path)
+    finally:
+        await server.stop()
+        for window in windows.values():
+            await window.stop()
