@@ -272,6 +272,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from broker import logs
+    from broker.delivery.worker import WorkerSettings
+    from broker.http.intake import IntakeSettings
     from broker.server import ServeSettings, serve
 
     logs.configure()
@@ -283,12 +285,67 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         listen=args.listen,
         admin=args.admin,
         insecure_http=args.insecure_http,
+        worker=WorkerSettings(concurrency=args.deliveries, lease=args.lease),
+        intake=IntakeSettings(max_in_flight=args.max_in_flight, insecure=args.insecure_http),
     )
     try:
         return asyncio.run(serve(settings))
     except OSError as exc:
         print(f"broker serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import aiohttp
+    from cryptography import x509
+
+    from broker.receipts import verify_receipt
+    from broker.send import send
+
+    gateway_ca: Path = args.gateway_ca or args.certs / "gateway" / "ca.pem"
+    try:
+        data = args.file.read_bytes()
+        result = asyncio.run(
+            send(data, gateway=args.gateway, key=args.key, cert=args.cert, gateway_ca=gateway_ca)
+        )
+    except (OSError, ValueError, aiohttp.ClientError) as exc:
+        print(f"broker send: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GatewayError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_NEGATIVE
+    if not result.body.lstrip().startswith(b"<"):
+        print(f"HTTP {result.status}: {result.body.decode('utf-8', 'replace').strip()}")
+        return EXIT_NEGATIVE
+    out: Path = args.receipt or args.file.with_suffix(".receipt.xml")
+    out.write_bytes(result.body)
+    try:
+        checked = verify_receipt(
+            result.body, x509.load_pem_x509_certificates(gateway_ca.read_bytes())
+        )
+    except GatewayError as exc:
+        print(f"HTTP {result.status}: the receipt does not verify: {exc}")
+        return EXIT_NEGATIVE
+    receipt = checked.receipt
+    print(
+        f"HTTP {result.status}: {receipt.kind} {receipt.message_id} → "
+        f"{', '.join(receipt.destinations) or '-'} (receipt saved to {out})"
+    )
+    for code, text in receipt.errors:
+        print(f"  {code}: {text}")
+    return EXIT_OK if receipt.kind == "Accepted" else EXIT_NEGATIVE
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from broker.demo import run_demo
+
+    logging.basicConfig(level=logging.ERROR)
+    return asyncio.run(run_demo(args.out, args.xsd))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,7 +454,68 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("BROKER_INSECURE_HTTP", "") == "1",
         help="intake over plain HTTP without client certificates: local development only",
     )
+    serve.add_argument(
+        "--lease",
+        type=float,
+        default=float(_env("BROKER_LEASE", "60")),
+        metavar="SECONDS",
+        help="delivery lease; a crashed process's jobs are "
+        "taken over after it (env BROKER_LEASE; default 60)",
+    )
+    serve.add_argument(
+        "--deliveries",
+        type=int,
+        default=int(_env("BROKER_DELIVERIES", "32")),
+        help="deliveries in flight at once (env BROKER_DELIVERIES; default 32)",
+    )
+    serve.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=int(_env("BROKER_MAX_IN_FLIGHT", "256")),
+        help="intake requests in progress before 503 + Retry-After "
+        "(env BROKER_MAX_IN_FLIGHT; default 256)",
+    )
     serve.set_defaults(handler=_cmd_serve)
+
+    send = commands.add_parser(
+        "send",
+        parents=[common],
+        help="sign (if unsigned) and submit a message as a participant; save the receipt",
+    )
+    send.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        help="participant key (PEM), used for the signature and the TLS client certificate",
+    )
+    send.add_argument("--cert", type=Path, required=True, help="participant certificate (PEM)")
+    send.add_argument(
+        "--gateway",
+        default=_env("BROKER_GATEWAY", "https://127.0.0.1:8443"),
+        help="gateway base URL (env BROKER_GATEWAY)",
+    )
+    send.add_argument(
+        "--gateway-ca", type=Path, help="CA of the gateway (default: <certs>/gateway/ca.pem)"
+    )
+    send.add_argument(
+        "--receipt", type=Path, help="where to save the receipt (default: FILE with .receipt.xml)"
+    )
+    send.add_argument("file", type=Path, metavar="FILE")
+    send.set_defaults(handler=_cmd_send)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run a gateway and simulated single windows of KZ, RU and BY exchanging sample "
+        "traffic, and summarise",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-out"),
+        help="folder for the PKI, store, receipts and forwarded messages",
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

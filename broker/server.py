@@ -82,6 +82,7 @@ class GatewayServer:
         )
         self.worker = DeliveryWorker(store, routing, identity, ClientContexts(s.certs), s.worker)
         self.gateway.wake_delivery = self.worker.wake
+        s.intake.insecure = s.insecure_http
         ssl_context = None if s.insecure_http else server_context(s.certs)
         if s.insecure_http:
             log.warning(

@@ -40,6 +40,8 @@ class SingleWindow:
     certs: Path
     fail_next: list[int] = field(default_factory=list)
     """Statuses to answer before accepting, e.g. [503, 503] (consumed in order)."""
+    fail_for: dict[str, list[int]] = field(default_factory=dict)
+    """Like fail_next, but only for the message whose body holds this MessageID."""
     retry_after: str | None = None
     inbox: list[Received] = field(default_factory=list)
     receipts: list[bytes] = field(default_factory=list)
@@ -74,8 +76,9 @@ class SingleWindow:
 
     async def _inbox(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if self.fail_next:
-            status = self.fail_next.pop(0)
+        scripted = next((v for k, v in self.fail_for.items() if v and k.encode() in body), None)
+        if scripted or self.fail_next:
+            status = (scripted or self.fail_next).pop(0)
             headers = {"Retry-After": self.retry_after} if self.retry_after else None
             return web.Response(status=status, text=f"simulated {status}\n", headers=headers)
         self.inbox.append(self._check(body))

@@ -317,10 +317,7 @@ class SqliteStore:
         )
         receipts = tuple(
             ReceiptView(r[0], r[1], r[2])
-            for r in conn.execute(
-                Q["receipts_of_message"],
-                {"track_id": track_id, "sender": sender, "message_id": message_id},
-            )
+            for r in conn.execute(Q["receipts_of_message"], {"track_id": track_id})
         )
         return MessageView(message_id, track_id, sender, route, accepted_at, destinations, receipts)
 

@@ -72,7 +72,7 @@ ORDER BY id;
 
 -- name: receipts_of_message
 SELECT receipt_id, kind, destination FROM receipts
-WHERE track_id = :track_id OR (track_id IS NULL AND sender = :sender AND message_id = :message_id)
+WHERE track_id = :track_id
 ORDER BY issued_at, receipt_id;
 
 -- name: receipt

@@ -1,0 +1,28 @@
+"""`broker demo` as a new user runs it: one command, a whole exchange, a clean summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.test_cli_validate import broker
+
+
+def test_demo_runs_the_whole_exchange_and_leaves_verifiable_receipts(tmp_path: Path) -> None:
+    """The demo exits 0, reports no problem, and its receipts verify with `broker verify`."""
+    out = tmp_path / "demo"
+    result = broker("demo", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'demo OK {"problems": 0}' in result.stdout
+    assert "processing result (KZ answers 503 twice)" in result.stdout
+    assert "→ KZ-SW  delivered after 3 attempt(s)" in result.stdout
+    assert "goods declaration, resent identically         KZ      200" in result.stdout
+    assert "SENDER_MISMATCH" in result.stdout
+    receipts = sorted((out / "receipts").glob("*.xml"))
+    assert len(receipts) >= 15
+    forwarded = sorted((out / "forwarded").glob("*.xml"))
+    assert len(forwarded) == 6
+    checked = broker(
+        "verify", str(out / "receipts" / "02-Delivered-KZ-SW.xml"), "--certs", str(out / "certs")
+    )
+    assert checked.returncode == 0, checked.stdout
+    assert "attempts      3" in checked.stdout
