@@ -348,6 +348,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(args.out, args.xsd))
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from broker.benchmark import run_bench
+
+    with tempfile.TemporaryDirectory(prefix="broker-bench-") as folder:
+        report = run_bench(
+            messages=args.messages,
+            concurrency=args.concurrency,
+            processes=args.processes,
+            store=args.store if args.store_given else None,
+            xsd=args.xsd,
+            folder=Path(folder),
+        )
+    for line in report.lines():
+        print(line)
+    return EXIT_OK if report.accepted == args.messages else EXIT_NEGATIVE
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(
@@ -516,11 +535,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the PKI, store, receipts and forwarded messages",
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="measure throughput, latency and delivery time against the per-message ceiling",
+    )
+    bench.add_argument("--messages", type=int, default=2000, help="messages to send")
+    bench.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    bench.add_argument("--processes", type=int, default=1, help="gateway processes")
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    # `bench` uses a fresh SQLite store unless a store was named explicitly.
+    args.store_given = any(a.startswith("--store") for a in argv) or "BROKER_STORE" in os.environ
     handler: Handler = args.handler
     try:
         return handler(args)

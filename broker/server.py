@@ -80,7 +80,9 @@ class GatewayServer:
             cpu=ThreadPoolExecutor(max_workers=2, thread_name_prefix="intake-cpu"),
             metrics=Metrics(),
         )
-        self.worker = DeliveryWorker(store, routing, identity, ClientContexts(s.certs), s.worker)
+        self.worker = DeliveryWorker(
+            store, routing, identity, ClientContexts(s.certs), s.worker, cpu=self.gateway.cpu
+        )
         self.gateway.wake_delivery = self.worker.wake
         s.intake.insecure = s.insecure_http
         ssl_context = None if s.insecure_http else server_context(s.certs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from cryptography import x509
@@ -47,6 +48,7 @@ class SingleWindow:
     receipts: list[bytes] = field(default_factory=list)
     verify: bool = True
     port: int = 0
+    extra_routes: list[tuple[str, str, Any]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     @property
@@ -92,6 +94,8 @@ class SingleWindow:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/eaeu/inbox", self._inbox)
         app.router.add_post("/eaeu/receipts", self._receipt)
+        for method, path, handler in self.extra_routes:
+            app.router.add_route(method, path, handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         folder = self.certs / "participants" / self.participant
         context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
@@ -133,3 +137,44 @@ def _chains(cert: x509.Certificate, cas: tuple[x509.Certificate, ...], now: obje
     except (verification.VerificationError, ValueError):
         return False
     return True
+
+
+def main() -> None:
+    """`python -m broker.simulator --certs DIR --participant ID [--port N] [--no-verify]`:
+    one single window in a process of its own (the benchmark's destination). GET /count
+    answers how many messages and receipts it has received."""
+    import argparse
+    import asyncio
+    import json
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m broker.simulator")
+    parser.add_argument("--certs", type=Path, required=True)
+    parser.add_argument("--participant", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--no-verify", action="store_true")
+    args = parser.parse_args()
+
+    async def run() -> None:
+        window = SingleWindow(
+            args.participant, args.certs, verify=not args.no_verify, port=args.port
+        )
+
+        async def count(request: web.Request) -> web.Response:
+            return web.json_response({"inbox": len(window.inbox), "receipts": len(window.receipts)})
+
+        window.extra_routes.append(("GET", "/count", count))
+        await window.start()
+        print(json.dumps({"port": window.port}), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await window.stop()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import aiohttp
@@ -65,7 +66,10 @@ class DeliveryWorker:
         contexts: ClientContexts,
         settings: WorkerSettings = WorkerSettings(),
         owner: str | None = None,
+        cpu: Executor | None = None,
     ) -> None:
+        self.cpu = cpu
+        """Where receipts are signed: CPU work stays off the event loop."""
         self.store = store
         self.routing = routing
         self.identity = identity
@@ -194,7 +198,7 @@ class DeliveryWorker:
             return
         await self.store.reschedule(job, self.owner, attempts, decision.at, attempt.error)
 
-    def _receipt(
+    async def _receipt(
         self,
         job: Job,
         kind: Kind,
@@ -220,7 +224,9 @@ class DeliveryWorker:
             receipt_id=receipt.receipt_id,
             kind=kind,
             issued_at=receipt.issued_at,
-            body=build_receipt(receipt, self.identity),
+            body=await asyncio.get_running_loop().run_in_executor(
+                self.cpu, build_receipt, receipt, self.identity
+            ),
             track_id=job.track_id,
             message_id=job.message_id,
             sender=job.sender,
@@ -248,7 +254,7 @@ class DeliveryWorker:
     async def _delivered(self, job: Job, attempts: int, body: bytes) -> None:
         receipt = push = None
         if job.kind == "message":
-            receipt = self._receipt(
+            receipt = await self._receipt(
                 job,
                 "Delivered",
                 attempts,
@@ -275,7 +281,9 @@ class DeliveryWorker:
     ) -> None:
         receipt = push = None
         if job.kind == "message":
-            receipt = self._receipt(job, "Failed", attempts, errors=((error.code, error.message),))
+            receipt = await self._receipt(
+                job, "Failed", attempts, errors=((error.code, error.message),)
+            )
             push = self._push_job(job, receipt)
         if await self.store.finish(
             job, self.owner, "failed", attempts, f"{error.code}: {error.message}", receipt, push

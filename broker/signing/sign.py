@@ -86,6 +86,8 @@ def countersign(
         gateway.key,
         gateway.certificate_der,
         signature_id=f"gw-sig-{track_id.rsplit(':', 1)[-1]}",
+        # The body and headers were just verified with the same transform and digest.
+        known_sha256={id(r.element): r.sha256 for r in verified.signature.references if r.sha256},
     )
     return etree.tostring(  # type: ignore[no-any-return]
         envelope.root.getroottree(), xml_declaration=True, encoding="UTF-8"

@@ -21,7 +21,7 @@ import base64
 import binascii
 import functools
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -65,6 +65,10 @@ class VerifiedReference:
     uri: str
     element: etree._Element
     """The element the reference covers (the document root for an enveloped ``URI=""``)."""
+    sha256: bytes | None = None
+    """The verified SHA-256 of the element's exclusive canonical form without a PrefixList,
+    when that is what the reference used: the countersignature reuses it instead of
+    canonicalising the same element again."""
 
 
 @dataclass(frozen=True)
@@ -315,12 +319,14 @@ def _verify_reference(
         if element is None:
             raise SignatureInvalid(f"Reference {uri!r} resolves to no element")
         data = _c14n(element, prefixes)
-    if not hmac.compare_digest(_digest(digest_algorithm, data), _b64(digest_value, "DigestValue")):
+    digest = _digest(digest_algorithm, data)
+    if not hmac.compare_digest(digest, _b64(digest_value, "DigestValue")):
         raise SignatureInvalid(
             f"digest of {uri or 'the document'} ({etree.QName(element).localname}, line "
             f"{element.sourceline}) does not match: the element changed after signing"
         )
-    return VerifiedReference(uri, element)
+    reusable = digest_algorithm is hashes.SHA256 and not prefixes and not enveloped
+    return VerifiedReference(uri, element, digest if reusable else None)
 
 
 # --- signing ---------------------------------------------------------------------------------
@@ -350,12 +356,16 @@ def sign(
     *,
     signature_id: str | None = None,
     enveloped: bool = False,
+    known_sha256: Mapping[int, bytes] | None = None,
 ) -> etree._Element:
     """Append a ds:Signature to ``parent`` covering ``references`` ((uri, element) pairs).
 
     With ``enveloped`` the one reference is ``URI=""`` over the whole document, which the
     signature is then inserted into (the enveloped-signature transform removes it again).
+    ``known_sha256`` maps ``id(element)`` to an already verified SHA-256 of the element's
+    exclusive canonical form, which is then used instead of canonicalising it again.
     """
+    known = known_sha256 or {}
     nsmap = {"ds": DS}
     signature = etree.Element(_ds("Signature"), nsmap=nsmap)
     if signature_id:
@@ -371,16 +381,19 @@ def sign(
             etree.SubElement(transforms, _ds("Transform"), Algorithm=ENVELOPED)
         etree.SubElement(transforms, _ds("Transform"), Algorithm=EXC_C14N)
         etree.SubElement(reference, _ds("DigestMethod"), Algorithm=SHA256_DIGEST)
-        data = (
-            etree.tostring(
-                element.getroottree(), method="c14n", exclusive=True, with_comments=False
+        digest = None if enveloped else known.get(id(element))
+        if digest is None:
+            data = (
+                etree.tostring(
+                    element.getroottree(), method="c14n", exclusive=True, with_comments=False
+                )
+                if enveloped
+                else _c14n(element, ())
             )
-            if enveloped
-            else _c14n(element, ())
+            digest = _digest(hashes.SHA256, data)
+        etree.SubElement(reference, _ds("DigestValue")).text = base64.b64encode(digest).decode(
+            "ascii"
         )
-        etree.SubElement(reference, _ds("DigestValue")).text = base64.b64encode(
-            _digest(hashes.SHA256, data)
-        ).decode("ascii")
     value = etree.SubElement(signature, _ds("SignatureValue"))
     key_info = etree.SubElement(signature, _ds("KeyInfo"))
     x509_data = etree.SubElement(key_info, _ds("X509Data"))
