@@ -91,6 +91,7 @@ class DeliveryWorker:
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
         )
+        await self.store.subscribe(self.wake)
         try:
             while not self._stopping:
                 free = self.settings.concurrency - len(self._deliveries)

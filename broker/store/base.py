@@ -10,6 +10,7 @@ expired lease can be taken over, so a job survives the crash of its holder.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -172,6 +173,10 @@ class Store(Protocol):
     async def ping(self) -> bool:
         """True when the store answers (for /readyz)."""
 
+    async def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when another process commits new jobs (PostgreSQL LISTEN/NOTIFY);
+        a store only one process writes may do nothing."""
+
     async def accept(
         self, message: NewMessage, jobs: list[NewJob], receipt: StoredReceipt
     ) -> Accepted:
@@ -232,7 +237,9 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("the PostgreSQL store is not built yet; use sqlite:///… for now")
+        from broker.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ConfigError(f"unknown store URL {url!r} (sqlite:///path or postgresql://…)")
 
 

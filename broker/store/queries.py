@@ -29,3 +29,21 @@ def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
     return sorted(found)
+
+
+_PARAM = re.compile(r"(?<![:\w]):([a-z_]+)\b")
+
+
+def positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """Turn ``:name`` parameters into ``$1, $2, …`` (asyncpg); return the names in order.
+
+    A name used twice gets one number. ``::type`` casts are left alone."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PARAM.sub(number, sql), tuple(names)

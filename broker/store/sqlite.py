@@ -192,6 +192,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
+    async def subscribe(self, wake: Callable[[], None]) -> None:
+        """Nothing to do: in one process, intake wakes the worker directly."""
+
     async def ping(self) -> bool:
         try:
             return bool(await self._read(lambda c: c.execute("SELECT 1").fetchone()))

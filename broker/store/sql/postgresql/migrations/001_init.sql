@@ -1,0 +1,52 @@
+-- The store of accepted messages, their delivery jobs and every receipt (SPEC §9).
+CREATE TABLE messages (
+    track_id        TEXT PRIMARY KEY,
+    sender          TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    digest          TEXT NOT NULL,
+    accepted_at     TEXT NOT NULL,
+    route           TEXT NOT NULL,
+    table_digest    TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    document        TEXT NOT NULL,
+    recipient       TEXT NOT NULL,
+    accepted_receipt TEXT NOT NULL,
+    raw             BYTEA NOT NULL,
+    forwarded       BYTEA NOT NULL,
+    UNIQUE (sender, message_id)
+);
+
+CREATE TABLE jobs (
+    id              BIGSERIAL PRIMARY KEY,
+    track_id        TEXT NOT NULL REFERENCES messages (track_id),
+    kind            TEXT NOT NULL CHECK (kind IN ('message', 'receipt')),
+    destination     TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    receipt_id      TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL,
+    initial_delay   DOUBLE PRECISION NOT NULL,
+    max_delay       DOUBLE PRECISION NOT NULL,
+    deadline        DOUBLE PRECISION NOT NULL,
+    next_attempt    DOUBLE PRECISION NOT NULL,
+    lease_owner     TEXT,
+    lease_expires   DOUBLE PRECISION,
+    last_error      TEXT,
+    updated_at      DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX jobs_due ON jobs (state, next_attempt);
+CREATE INDEX jobs_track ON jobs (track_id);
+
+CREATE TABLE receipts (
+    receipt_id      TEXT PRIMARY KEY,
+    track_id        TEXT,
+    message_id      TEXT,
+    sender          TEXT,
+    kind            TEXT NOT NULL,
+    destination     TEXT,
+    issued_at       TEXT NOT NULL,
+    body            BYTEA NOT NULL
+);
+CREATE INDEX receipts_track ON receipts (track_id);
+CREATE INDEX receipts_sender_message ON receipts (sender, message_id);

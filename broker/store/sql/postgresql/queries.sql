@@ -1,0 +1,102 @@
+-- Named queries for the PostgreSQL store. Each block starts with "-- name: <name>"; :name
+-- parameters are turned into $n by broker/store/queries.py.
+
+-- name: insert_message
+INSERT INTO messages (track_id, sender, message_id, digest, accepted_at, route, table_digest,
+                      action, document, recipient, accepted_receipt, raw, forwarded)
+VALUES (:track_id, :sender, :message_id, :digest, :accepted_at, :route, :table_digest,
+        :action, :document, :recipient, :accepted_receipt, :raw, :forwarded)
+ON CONFLICT (sender, message_id) DO NOTHING
+RETURNING track_id;
+
+-- name: insert_job
+INSERT INTO jobs (track_id, kind, destination, endpoint, receipt_id, state, attempts,
+                  max_attempts, initial_delay, max_delay, deadline, next_attempt, updated_at)
+VALUES (:track_id, :kind, :destination, :endpoint, :receipt_id, 'pending', 0,
+        :max_attempts, :initial_delay, :max_delay, :deadline, :next_attempt, :now);
+
+-- name: insert_receipt
+INSERT INTO receipts (receipt_id, track_id, message_id, sender, kind, destination, issued_at,
+                      body)
+VALUES (:receipt_id, :track_id, :message_id, :sender, :kind, :destination, :issued_at, :body);
+
+-- name: find_accepted
+SELECT m.digest, r.body
+FROM messages m JOIN receipts r ON r.receipt_id = m.accepted_receipt
+WHERE m.sender = :sender AND m.message_id = :message_id;
+
+-- name: claim
+-- FOR UPDATE SKIP LOCKED: concurrent workers on several nodes never wait for, nor take, the
+-- same job; an expired lease (its holder crashed) makes a job claimable again.
+WITH picked AS (
+    SELECT id FROM jobs
+    WHERE state = 'pending' AND next_attempt <= :now
+      AND (lease_expires IS NULL OR lease_expires < :now)
+    ORDER BY next_attempt
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE jobs j SET lease_owner = :owner, lease_expires = :expires, updated_at = :now
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.*
+)
+SELECT l.id, l.track_id, l.kind, l.destination, l.endpoint, l.receipt_id, l.attempts,
+       l.max_attempts, l.initial_delay, l.max_delay, l.deadline,
+       m.sender, m.message_id, m.digest, m.route, m.table_digest,
+       CASE WHEN l.kind = 'message' THEN m.forwarded ELSE r.body END AS payload
+FROM leased l JOIN messages m ON m.track_id = l.track_id
+LEFT JOIN receipts r ON r.receipt_id = l.receipt_id;
+
+-- name: finish_job
+UPDATE jobs SET state = :state, attempts = :attempts, last_error = :last_error,
+                lease_owner = NULL, lease_expires = NULL, updated_at = :now
+WHERE id = :id AND lease_owner = :owner;
+
+-- name: reschedule_job
+UPDATE jobs SET attempts = :attempts, next_attempt = :next_attempt, last_error = :last_error,
+                lease_owner = NULL, lease_expires = NULL, updated_at = :now
+WHERE id = :id AND lease_owner = :owner;
+
+-- name: release_leases
+UPDATE jobs SET lease_owner = NULL, lease_expires = NULL
+WHERE lease_owner = :owner AND state = 'pending';
+
+-- name: message_by_sender
+SELECT track_id, sender, message_id, route, accepted_at FROM messages
+WHERE sender = :sender AND message_id = :message_id;
+
+-- name: message_by_id
+SELECT track_id, sender, message_id, route, accepted_at FROM messages
+WHERE message_id = :message_id
+ORDER BY accepted_at;
+
+-- name: jobs_of_message
+SELECT destination, kind, state, attempts, last_error, next_attempt FROM jobs
+WHERE track_id = :track_id AND kind = 'message'
+ORDER BY id;
+
+-- name: receipts_of_message
+SELECT receipt_id, kind, destination FROM receipts
+WHERE track_id = :track_id
+ORDER BY issued_at, receipt_id;
+
+-- name: receipt
+SELECT sender, body FROM receipts WHERE receipt_id = :receipt_id;
+
+-- name: list_messages
+SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at
+FROM messages m
+WHERE (CAST(:sender AS TEXT) IS NULL OR m.sender = :sender)
+  AND (CAST(:since AS TEXT) IS NULL OR m.accepted_at >= :since)
+ORDER BY m.accepted_at DESC
+LIMIT :limit;
+
+-- name: retry_jobs
+UPDATE jobs SET state = 'pending', next_attempt = :now, deadline = GREATEST(deadline, :deadline),
+                attempts = 0, lease_owner = NULL, lease_expires = NULL, updated_at = :now
+WHERE track_id = :track_id AND kind = 'message' AND state = 'failed'
+  AND (CAST(:destination AS TEXT) IS NULL OR destination = :destination);
+
+-- name: counts
+SELECT state, COUNT(*) AS n, MIN(CASE WHEN state = 'pending' THEN updated_at END) AS oldest
+FROM jobs WHERE kind = 'message' GROUP BY state;

@@ -1,0 +1,53 @@
+-- The declared schema: what applying every migration in migrations/ must produce.
+-- tests/store/test_migrations.py holds the two to each other; change both together.
+CREATE TABLE messages (
+    track_id        TEXT PRIMARY KEY,
+    sender          TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    digest          TEXT NOT NULL,            -- base64 SHA-256 of the exact request body
+    accepted_at     TEXT NOT NULL,            -- YYYY-MM-DDThh:mm:ss.sssZ
+    route           TEXT NOT NULL,
+    table_digest    TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    document        TEXT NOT NULL,
+    recipient       TEXT NOT NULL,            -- wsa:To
+    accepted_receipt TEXT NOT NULL,
+    raw             BLOB NOT NULL,            -- the exact received bytes
+    forwarded       BLOB NOT NULL,            -- what destinations receive (SPEC §3)
+    UNIQUE (sender, message_id)
+);
+
+CREATE TABLE jobs (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    track_id        TEXT NOT NULL REFERENCES messages (track_id),
+    kind            TEXT NOT NULL CHECK (kind IN ('message', 'receipt')),
+    destination     TEXT NOT NULL,            -- participant id
+    endpoint        TEXT NOT NULL,
+    receipt_id      TEXT,                     -- for kind = 'receipt': the receipt pushed
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL,
+    initial_delay   REAL NOT NULL,
+    max_delay       REAL NOT NULL,
+    deadline        REAL NOT NULL,            -- epoch seconds: acceptance + ttl
+    next_attempt    REAL NOT NULL,            -- epoch seconds
+    lease_owner     TEXT,
+    lease_expires   REAL,
+    last_error      TEXT,
+    updated_at      REAL NOT NULL
+);
+CREATE INDEX jobs_due ON jobs (state, next_attempt);
+CREATE INDEX jobs_track ON jobs (track_id);
+
+CREATE TABLE receipts (
+    receipt_id      TEXT PRIMARY KEY,
+    track_id        TEXT,                     -- NULL on Rejected
+    message_id      TEXT,
+    sender          TEXT,
+    kind            TEXT NOT NULL,
+    destination     TEXT,
+    issued_at       TEXT NOT NULL,
+    body            BLOB NOT NULL             -- the signed receipt, byte for byte
+);
+CREATE INDEX receipts_track ON receipts (track_id);
+CREATE INDEX receipts_sender_message ON receipts (sender, message_id);

@@ -1,0 +1,215 @@
+"""The store contract, run against SQLite and PostgreSQL alike (STYLE: one seam, tested twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from broker.errors import DuplicateConflict
+from broker.store.base import Job, NewJob, NewMessage, Store, StoredReceipt
+
+
+def _message(n: int, digest: str = "d", sender: str = "KZ-SW") -> NewMessage:
+    return NewMessage(
+        track_id=f"urn:uuid:t-{n}",
+        sender=sender,
+        message_id=f"urn:uuid:m-{n}",
+        digest=digest,
+        accepted_at=f"2026-11-29T10:00:{n % 60:02d}.000Z",
+        route="r",
+        table_digest="0" * 64,
+        action="int://CP/P.TS.01/x",
+        document="R.006",
+        recipient="EAEU://RU/CP/P.TS.01/P.ACT.001",
+        raw=b"<raw/>",
+        forwarded=f"<forwarded n='{n}'/>".encode(),
+    )
+
+
+def _jobs(
+    n: int, destinations: tuple[str, ...] = ("RU-SW",), due: float | None = None, attempts: int = 5
+) -> list[NewJob]:
+    now = time.time() if due is None else due
+    return [
+        NewJob(
+            f"urn:uuid:t-{n}",
+            "message",
+            d,
+            f"https://{d.lower()}.example/in",
+            attempts,
+            0.1,
+            1.0,
+            now + 3600,
+            now,
+        )
+        for d in destinations
+    ]
+
+
+def _receipt(n: int, kind: str = "Accepted", destination: str | None = None) -> StoredReceipt:
+    rid = f"urn:uuid:r-{n}-{kind}-{destination}"
+    return StoredReceipt(
+        rid,
+        kind,
+        "2026-11-29T10:00:00.000Z",
+        f"<{kind} n='{n}'/>".encode(),
+        track_id=f"urn:uuid:t-{n}",
+        message_id=f"urn:uuid:m-{n}",
+        sender="KZ-SW",
+        destination=destination,
+    )
+
+
+async def _accept(store: Store, n: int, destinations: tuple[str, ...] = ("RU-SW",)) -> None:
+    outcome = await store.accept(_message(n), _jobs(n, destinations), _receipt(n))
+    assert outcome.fresh
+
+
+async def test_accept_stores_message_jobs_and_receipt(store: Store) -> None:
+    """Accept commits the message, a job per destination and the receipt, byte for byte."""
+    await _accept(store, 1, ("RU-SW", "BY-SW"))
+    view = await store.message("urn:uuid:m-1", "KZ-SW")
+    assert view is not None
+    assert [(d.participant, d.state, d.attempts) for d in view.destinations] == [
+        ("RU-SW", "pending", 0),
+        ("BY-SW", "pending", 0),
+    ]
+    assert [r.kind for r in view.receipts] == ["Accepted"]
+    assert await store.receipt(_receipt(1).receipt_id) == ("KZ-SW", b"<Accepted n='1'/>")
+    assert await store.message("urn:uuid:m-1", "RU-SW") is None  # only for its sender
+
+
+async def test_identical_resubmission_returns_the_original_receipt(store: Store) -> None:
+    """Same sender, MessageID and digest: not fresh, the first receipt, no new jobs."""
+    await _accept(store, 1)
+    again = await store.accept(_message(1), _jobs(1), _receipt(2))
+    assert not again.fresh
+    assert again.receipt == b"<Accepted n='1'/>"
+    view = await store.message("urn:uuid:m-1", "KZ-SW")
+    assert view is not None
+    assert len(view.destinations) == 1
+
+
+async def test_same_message_id_with_another_digest_is_a_conflict(store: Store) -> None:
+    """Same sender and MessageID, other digest: DUPLICATE_CONFLICT and nothing written."""
+    await _accept(store, 1)
+    with pytest.raises(DuplicateConflict):
+        await store.accept(_message(1, digest="other"), _jobs(1), _receipt(3))
+    assert await store.receipt(_receipt(3).receipt_id) is None
+
+
+async def test_another_sender_may_reuse_a_message_id(store: Store) -> None:
+    """MessageIDs are unique per sender only."""
+    await _accept(store, 1)
+    other = _message(1, sender="RU-SW")
+    other = NewMessage(**{**vars(other), "track_id": "urn:uuid:t-x"})
+    jobs = [NewJob(**{**vars(j), "track_id": "urn:uuid:t-x"}) for j in _jobs(1)]
+    receipt = StoredReceipt(**{**vars(_receipt(9)), "track_id": "urn:uuid:t-x"})
+    assert (await store.accept(other, jobs, receipt)).fresh
+
+
+async def test_claim_leases_only_due_jobs_with_their_payload(store: Store) -> None:
+    """Only due, unleased jobs are claimed, with the forwarded bytes as payload."""
+    await _accept(store, 1)
+    later = time.time() + 3600
+    assert (await store.accept(_message(2), _jobs(2, due=later), _receipt(2))).fresh
+    jobs = await store.claim("w1", time.time(), 60, 10)
+    assert [(j.track_id, j.payload) for j in jobs] == [("urn:uuid:t-1", b"<forwarded n='1'/>")]
+    assert await store.claim("w2", time.time(), 60, 10) == []  # leased, or not yet due
+
+
+async def test_concurrent_claims_never_share_a_job(store: Store) -> None:
+    """Several workers claiming at once get disjoint sets of jobs."""
+    for n in range(30):
+        await _accept(store, n)
+    results = await asyncio.gather(*(store.claim(f"w{i}", time.time(), 60, 7) for i in range(6)))
+    ids = [job.id for jobs in results for job in jobs]
+    assert len(ids) == len(set(ids)) == 30
+
+
+async def test_expired_lease_is_taken_over_and_the_old_holder_loses(store: Store) -> None:
+    """After the lease expires another worker claims the job; the first one can no longer
+    finish it."""
+    await _accept(store, 1)
+    now = time.time()
+    (first,) = await store.claim("crashed", now, 1, 10)
+    assert await store.claim("other", now + 0.5, 60, 10) == []
+    (taken,) = await store.claim("other", now + 2, 60, 10)
+    assert taken.id == first.id
+    assert not await store.finish(first, "crashed", "delivered", 1, None, None, None)
+    assert await store.finish(taken, "other", "delivered", 1, None, None, None)
+
+
+async def test_finish_with_receipt_and_push_job(store: Store) -> None:
+    """Delivered: state, receipt and a receipt-push job carrying the receipt, all at once."""
+    await _accept(store, 1)
+    (job,) = await store.claim("w", time.time(), 60, 10)
+    delivered = _receipt(1, "Delivered", "RU-SW")
+    push = NewJob(
+        "urn:uuid:t-1",
+        "receipt",
+        "KZ-SW",
+        "https://kz.example/receipts",
+        3,
+        0.1,
+        1,
+        time.time() + 60,
+        time.time(),
+        receipt_id=delivered.receipt_id,
+    )
+    assert await store.finish(job, "w", "delivered", 2, None, delivered, push)
+    view = await store.message("urn:uuid:m-1", None)
+    assert view is not None
+    assert [(d.state, d.attempts) for d in view.destinations] == [("delivered", 2)]
+    assert view.state == "delivered"
+    assert sorted(r.kind for r in view.receipts) == ["Accepted", "Delivered"]
+    (pushed,) = await store.claim("w", time.time(), 60, 10)
+    assert (pushed.kind, pushed.payload) == ("receipt", delivered.body)
+
+
+async def test_reschedule_and_release(store: Store) -> None:
+    """A rescheduled job waits for its time; released leases are claimable at once."""
+    await _accept(store, 1)
+    now = time.time()
+    (job,) = await store.claim("w", now, 60, 10)
+    assert await store.reschedule(job, "w", 1, now + 30, "HTTP 503")
+    assert await store.claim("w", now + 1, 60, 10) == []
+    (again,) = await store.claim("w", now + 31, 60, 10)
+    assert again.attempts == 1
+    assert await store.release("w") == 1
+    (third,) = await store.claim("x", now + 32, 60, 10)
+    assert third.id == job.id
+
+
+async def test_failed_destination_can_be_retried(store: Store) -> None:
+    """retry puts a failed destination back to pending; listing by state follows."""
+    await _accept(store, 1)
+    (job,) = await store.claim("w", time.time(), 60, 10)
+    assert await store.finish(job, "w", "failed", 1, "DESTINATION_REJECTED: 400", None, None)
+    assert [v.message_id for v in await store.messages("failed", None, None, 10)] == [
+        "urn:uuid:m-1"
+    ]
+    counts = await store.counts()
+    assert (counts.pending, counts.failed) == (0, 1)
+    assert await store.retry("urn:uuid:m-1", None, time.time(), time.time() + 60) == 1
+    assert await store.messages("failed", None, None, 10) == []
+    (again,) = await store.claim("w", time.time(), 60, 10)
+    assert isinstance(again, Job)
+    assert again.attempts == 0
+
+
+async def test_rejected_receipts_are_stored_on_their_own(store: Store) -> None:
+    """A Rejected receipt needs no message; it is served by its id."""
+    rejected = StoredReceipt(
+        "urn:uuid:rej",
+        "Rejected",
+        "2026-11-29T10:00:00.000Z",
+        b"<R/>",
+        sender="KZ-SW",
+        message_id="urn:uuid:m-9",
+    )
+    await store.record_receipt(rejected)
+    assert await store.receipt("urn:uuid:rej") == ("KZ-SW", b"<R/>")
+    assert await store.ping()
