@@ -25,7 +25,7 @@ from broker.errors import DeliveryExpired, DestinationRejected
 from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
 from broker.routing.holder import RoutingHolder
 from broker.signing.trust import GatewayIdentity
-from broker.store.base import Job, NewJob, Store, StoredReceipt
+from broker.store.base import Job, NewJob, Store, StoredReceipt, StoreUnavailable
 from broker.tasks import TaskGroup
 from broker.tls import ClientContexts
 
@@ -153,6 +153,22 @@ class DeliveryWorker:
             return _Attempt(None, f"{type(exc).__name__}: {exc}".strip())
 
     async def _deliver(self, job: Job) -> None:
+        try:
+            await self._attempt(job)
+        except StoreUnavailable as exc:
+            # The outcome could not be recorded. The lease is still ours on paper, so when it
+            # expires the job is claimed again: delivered at least once, never lost.
+            log.warning(
+                "store unavailable after delivering; the job will be retried",
+                extra={
+                    "event": "store_unavailable",
+                    "track_id": job.track_id,
+                    "destination": job.destination,
+                    "reason": str(exc),
+                },
+            )
+
+    async def _attempt(self, job: Job) -> None:
         if time.time() > job.deadline:
             await self._fail(
                 job,

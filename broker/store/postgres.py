@@ -56,6 +56,9 @@ _UNAVAILABLE = (
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A connection whose server went away mid-operation is left in a state asyncpg refuses to
+    # use again ("cannot switch to state …"): that is the same loss, seen one step later.
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 
