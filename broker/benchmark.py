@@ -252,7 +252,8 @@ class BenchReport:
             "necessary work per message, measured now on this machine:",
         ]
         out += [f"  {c.name:<38} {c.micros:8.0f} µs" for c in self.costs if c.necessary]
-        out.append(f"  {'durable commit (SQLite, one at a time)':<38} {self.commit_us:8.0f} µs")
+        kind = "PostgreSQL" if self.store.startswith("postgres") else "SQLite"
+        out.append(f"  {f'durable commit ({kind}, one at a time)':<38} {self.commit_us:8.0f} µs")
         out.append("for comparison:")
         out += [f"  {c.name:<38} {c.micros:8.0f} µs" for c in self.costs if not c.necessary]
         out.append(
@@ -262,30 +263,53 @@ class BenchReport:
         return out
 
 
-def _commit_cost(folder: Path, samples: int = 50) -> float:
-    """µs per durable commit of one message (SQLite, synchronous=FULL, no batching)."""
-    from broker.store.base import NewJob, NewMessage, StoredReceipt
-    from broker.store.sqlite import SqliteStore
+def _commit_cost(store_url: str, samples: int = 50) -> float:
+    """µs per durable commit of one message on the bench's store, one at a time (no batching:
+    the worst case, what a lone message pays)."""
+    from broker.store.base import NewJob, NewMessage, StoredReceipt, open_store
 
     async def run() -> float:
-        store = SqliteStore(str(folder / "commit-cost.sqlite3"))
+        store = open_store(store_url)
         await store.open()
         payload = b"x" * 10_240
         start = time.perf_counter()
         for i in range(samples):
-            track = f"t{i}"
+            track = f"commit-cost-{uuid.uuid4()}"
             await store.accept(
                 NewMessage(
-                    track, "KZ-SW", f"m{i}", "d", "t", "r", "x", "a", "d", "to", payload, payload
+                    track, "KZ-SW", track, "d", "t", "r", "x", "a", "d", "to", payload, payload
                 ),
-                [NewJob(track, "message", "RU-SW", "https://x", 1, 1, 1, 1, 1)],
-                StoredReceipt(f"r{i}", "Accepted", "t", payload[:2000]),
+                [NewJob(track, "message", "RU-SW", "https://x", 1, 1, 1, 1e12, 1e12)],
+                StoredReceipt(f"r-{track}-{i}", "Accepted", "t", payload[:2000]),
             )
         elapsed = time.perf_counter() - start
         await store.close()
         return elapsed / samples * 1e6
 
     return asyncio.run(run())
+
+
+async def _create_pg_schema(dsn: str) -> tuple[str, str]:
+    """A fresh schema for one bench run: (its name, a DSN whose connections use it)."""
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {name}")
+    finally:
+        await conn.close()
+    return name, f"{dsn}{'&' if '?' in dsn else '?'}search_path={name}"
+
+
+async def _drop_pg_schema(dsn: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await conn.close()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -399,7 +423,12 @@ def run_bench(
     certs = folder / "certs"
     pki.create_demo_pki(certs, {"KZ-SW": "KZ", "RU-SW": "RU"})
     sender, document, bodies = _signed_messages(certs, messages)
-    store_url = store or f"sqlite:///{folder / 'bench.sqlite3'}"
+    # A PostgreSQL bench runs in a fresh schema of its own, dropped at the end.
+    schema = None
+    if store and store.startswith(("postgresql://", "postgres://")):
+        schema, store_url = asyncio.run(_create_pg_schema(store))
+    else:
+        store_url = store or f"sqlite:///{folder / 'bench.sqlite3'}"
     port, admins = _free_port(), [_free_port() for _ in range(processes)]
     started: list[subprocess.Popen[bytes]] = []
     try:
@@ -474,6 +503,11 @@ def run_bench(
             process.send_signal(signal.SIGTERM)
         for process in started:
             process.wait(timeout=60)
+    try:
+        commit_us = _commit_cost(store_url)
+    finally:
+        if schema is not None and store is not None:
+            asyncio.run(_drop_pg_schema(store, schema))
     table = parse_routing(routing.read_bytes()).table
     assert table is not None
     size, costs = measure_costs(
@@ -497,7 +531,7 @@ def run_bench(
         delivered_seconds=delivered,
         peak_rss_mb=rss,
         costs=costs,
-        commit_us=_commit_cost(folder),
+        commit_us=commit_us,
         cpu_seconds=cpu,
     )
 
