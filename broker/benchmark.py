@@ -221,6 +221,7 @@ class BenchReport:
     peak_rss_mb: float
     costs: list[Cost]
     commit_us: float
+    audit: bool
     cpu_seconds: dict[str, float]
     """CPU time (user + system) each process spent during the run: gateway(s), load, stub."""
 
@@ -237,7 +238,8 @@ class BenchReport:
     def lines(self) -> list[str]:
         out = [
             f"messages      {self.messages} of {self.size} bytes, concurrency {self.concurrency}, "
-            f"{self.processes} gateway process(es), store {self.store}",
+            f"{self.processes} gateway process(es), store {self.store}, audit log "
+            f"{'on' if self.audit else 'OFF'}",
             f"accepted      {self.accepted} in {self.intake_seconds:.2f} s = {self.rate:.0f} msg/s",
             f"latency       p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms (intake, "
             "request to Accepted receipt)",
@@ -417,7 +419,14 @@ async def _drive(
 
 
 def run_bench(
-    *, messages: int, concurrency: int, processes: int, store: str | None, xsd: Path, folder: Path
+    *,
+    messages: int,
+    concurrency: int,
+    processes: int,
+    store: str | None,
+    xsd: Path,
+    folder: Path,
+    audit: bool = True,
 ) -> BenchReport:
     """Start the destination and gateway processes, drive the load, measure, stop them."""
     certs = folder / "certs"
@@ -475,6 +484,7 @@ def run_bench(
                             f"127.0.0.1:{admin}",
                             "--max-in-flight",
                             "100000",
+                            *([] if audit else ["--no-audit"]),
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=log,
@@ -532,6 +542,7 @@ def run_bench(
         peak_rss_mb=rss,
         costs=costs,
         commit_us=commit_us,
+        audit=audit,
         cpu_seconds=cpu,
     )
 

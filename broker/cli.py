@@ -286,6 +286,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         admin=args.admin,
         insecure_http=args.insecure_http,
         worker=WorkerSettings(concurrency=args.deliveries, lease=args.lease),
+        audit=not args.no_audit,
         intake=IntakeSettings(max_in_flight=args.max_in_flight, insecure=args.insecure_http),
     )
     try:
@@ -367,6 +368,96 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK if report.accepted == args.messages else EXIT_NEGATIVE
 
 
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from broker import operator
+
+    try:
+        key = operator.gateway_public_key(args.certs, args.cert)
+        check = (
+            operator.verify_export(args.file, key)
+            if args.file
+            else asyncio.run(operator.audit_verify(args.store, key))
+        )
+    except (OSError, ValueError) as exc:
+        print(f"broker audit verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if check.problem is not None:
+        print(f"audit log TAMPERED: {check.problem} (after {check.entries - 1} intact entries)")
+        return EXIT_NEGATIVE
+    print(
+        f"audit log intact: {check.entries} entries, chain and signatures hold; head "
+        f"sha256 {check.head}"
+    )
+    return EXIT_OK
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from broker import operator
+
+    data = asyncio.run(operator.audit_export(args.store, args.first, args.last))
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _cmd_messages(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from broker import operator
+
+    if args.messages_command == "list":
+        views = asyncio.run(
+            operator.list_messages(args.store, args.state, args.sender, args.since, args.limit)
+        )
+        for view in views:
+            outcome = ", ".join(f"{d.participant}:{d.state}" for d in view.destinations)
+            print(
+                f"{view.accepted_at}  {view.state:<9} {view.sender:<8} {view.message_id}  "
+                f"{view.route}  {outcome}"
+            )
+        print(f"{len(views)} message(s)")
+        return EXIT_OK
+    if args.messages_command == "show":
+        found = asyncio.run(operator.show_message(args.store, args.message_id))
+        if found is None:
+            print(f"{args.message_id}: no such message")
+            return EXIT_NEGATIVE
+        print(
+            json.dumps(
+                {**found.as_json(), "state": found.state, "accepted_at": found.accepted_at},
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    count = asyncio.run(
+        operator.retry_message(args.store, args.certs, args.message_id, args.destination)
+    )
+    print(f"{args.message_id}: {count} failed destination(s) put back to pending")
+    return EXIT_OK if count else EXIT_NEGATIVE
+
+
+def _cmd_certs_check(args: argparse.Namespace) -> int:
+    from broker import operator
+
+    lines, fine = operator.describe_certificates(args.certs)
+    for line in lines:
+        print(line)
+    print(
+        f"{len(lines)} certificate(s); "
+        + ("all valid for more than 30 days" if fine else "SOME NEED ATTENTION")
+    )
+    return EXIT_OK if fine else EXIT_NEGATIVE
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(
@@ -429,6 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo_pki.add_argument("--force", action="store_true", help="replace existing keys")
     demo_pki.set_defaults(handler=_cmd_certs_demo)
+    certs_check = certs_commands.add_parser(
+        "check",
+        parents=[common],
+        help="list every certificate in certs/ with its validity; exit 1 if any has expired "
+        "or expires within 30 days",
+    )
+    certs_check.set_defaults(handler=_cmd_certs_check)
 
     sign = commands.add_parser(
         "sign", help="add a SPEC §2 sender signature to an envelope, as a participant"
@@ -494,6 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="intake requests in progress before 503 + Retry-After "
         "(env BROKER_MAX_IN_FLIGHT; default 256)",
     )
+    serve.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="do not keep the audit log (only to measure its cost)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     send = commands.add_parser(
@@ -544,7 +647,59 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--messages", type=int, default=2000, help="messages to send")
     bench.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     bench.add_argument("--processes", type=int, default=1, help="gateway processes")
+    bench.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="run the gateway without its audit log (to measure its cost)",
+    )
     bench.set_defaults(handler=_cmd_bench)
+
+    audit = commands.add_parser("audit", help="the tamper-evident audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_verify = audit_commands.add_parser(
+        "verify",
+        parents=[common],
+        help="recompute the chain; exit 1 naming the first entry changed, removed, inserted, "
+        "reordered or forged",
+    )
+    audit_verify.add_argument(
+        "--file", type=Path, help="check an exported range (broker audit export) instead"
+    )
+    audit_verify.add_argument(
+        "--cert",
+        type=Path,
+        help="gateway certificate the entries are signed with (default: <certs>/gateway/cert.pem)",
+    )
+    audit_verify.set_defaults(handler=_cmd_audit_verify)
+    audit_export = audit_commands.add_parser(
+        "export", parents=[common], help="write entries FROM..TO with the hash before them"
+    )
+    audit_export.add_argument("--from", dest="first", type=int, default=1)
+    audit_export.add_argument("--to", dest="last", type=int)
+    audit_export.add_argument("-o", "--output", type=Path)
+    audit_export.set_defaults(handler=_cmd_audit_export)
+
+    messages = commands.add_parser("messages", help="look at and retry messages in the store")
+    messages_commands = messages.add_subparsers(
+        dest="messages_command", required=True, metavar="ACTION"
+    )
+    listing = messages_commands.add_parser("list", parents=[common], help="list messages")
+    listing.add_argument("--state", choices=("pending", "delivered", "failed"))
+    listing.add_argument("--sender")
+    listing.add_argument("--since", help="accepted at or after (YYYY-MM-DDThh:mm:ss)")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=_cmd_messages)
+    show = messages_commands.add_parser(
+        "show", parents=[common], help="a message: route, destinations, attempts, receipts"
+    )
+    show.add_argument("message_id", metavar="MESSAGEID")
+    show.set_defaults(handler=_cmd_messages)
+    retry = messages_commands.add_parser(
+        "retry", parents=[common], help="put a message's Failed destinations back to pending"
+    )
+    retry.add_argument("message_id", metavar="MESSAGEID")
+    retry.add_argument("--destination", help="only this participant")
+    retry.set_defaults(handler=_cmd_messages)
     return parser
 
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from broker import clock, xmlsafe
+from broker.audit import AuditEvent
 from broker.envelope import WSA
 from broker.errors import CertificateUntrusted, RefusalError
 from broker.metrics import Metrics
@@ -79,6 +80,36 @@ class _Ready:
     message: NewMessage
     jobs: list[NewJob]
     receipt: StoredReceipt
+
+    def events(self) -> list[AuditEvent]:
+        """The audit trail of an acceptance, written in the same transaction."""
+        m = self.message
+        return [
+            received(m.message_id, m.sender, m.digest, len(m.raw)),
+            AuditEvent(
+                "routed",
+                m.message_id,
+                m.track_id,
+                detail={
+                    "rule": m.route,
+                    "table": m.table_digest,
+                    "destinations": [j.destination for j in self.jobs],
+                },
+            ),
+            AuditEvent("accepted", m.message_id, m.track_id, detail={"sender": m.sender}),
+            AuditEvent(
+                "receipt_issued",
+                m.message_id,
+                m.track_id,
+                detail={"receipt_id": self.receipt.receipt_id, "kind": "Accepted"},
+            ),
+        ]
+
+
+def received(message_id: str | None, sender: str | None, digest: str, size: int) -> AuditEvent:
+    return AuditEvent(
+        "received", message_id, detail={"sender": sender, "digest": digest, "bytes": size}
+    )
 
 
 def _message_id_if_readable(data: bytes) -> str | None:
@@ -181,6 +212,15 @@ async def _reject(
         errors=refusal_errors(error),
     )
     signed = build_receipt(receipt, gw.identity)
+    events = [
+        received(message_id, receipt.sender, receipt.message_digest, len(body)),
+        AuditEvent("rejected", message_id, detail={"code": error.code, "reason": error.message}),
+        AuditEvent(
+            "receipt_issued",
+            message_id,
+            detail={"receipt_id": receipt.receipt_id, "kind": "Rejected"},
+        ),
+    ]
     await gw.store.record_receipt(
         StoredReceipt(
             receipt_id=receipt.receipt_id,
@@ -189,7 +229,8 @@ async def _reject(
             body=signed,
             message_id=message_id,
             sender=receipt.sender,
-        )
+        ),
+        events,
     )
     log.info(
         "rejected",
@@ -211,7 +252,9 @@ async def receive(gw: Gateway, body: bytes, tls: TlsIdentity) -> Outcome:
     except RefusalError as exc:
         return await _reject(gw, body, tls, exc)
     try:
-        accepted = await gw.store.accept(ready.message, ready.jobs, ready.receipt)  # persist
+        accepted = await gw.store.accept(  # persist
+            ready.message, ready.jobs, ready.receipt, ready.events()
+        )
     except RefusalError as exc:  # DUPLICATE_CONFLICT
         return await _reject(gw, body, tls, exc, sender=ready.message.sender)
     message = ready.message

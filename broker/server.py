@@ -18,14 +18,16 @@ from pathlib import Path
 
 from aiohttp import web
 
+from broker.audit import AuditEvent, Auditor
 from broker.delivery.worker import DeliveryWorker, WorkerSettings
 from broker.http.admin import admin_app
 from broker.http.intake import IntakeSettings, intake_app
 from broker.intake import Gateway
 from broker.metrics import Metrics
 from broker.routing.holder import RoutingHolder
+from broker.routing.load import LoadResult
 from broker.schemas import Catalog
-from broker.signing.trust import GatewayIdentity, TrustStore
+from broker.signing.trust import GatewayIdentity, TrustStore, fingerprint
 from broker.store.base import open_store
 from broker.tasks import TaskGroup
 from broker.tls import ClientContexts, server_context
@@ -42,6 +44,8 @@ class ServeSettings:
     listen: str = "127.0.0.1:8443"
     admin: str = "127.0.0.1:8081"
     insecure_http: bool = False
+    audit: bool = True
+    """Keep the audit log (turned off only to measure what it costs)."""
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     shutdown_timeout: float = 30.0
@@ -69,8 +73,26 @@ class GatewayServer:
         routing = RoutingHolder.load(s.routing)
         trust = TrustStore.load(s.certs)
         identity = GatewayIdentity.load(s.certs)
-        store = open_store(s.store)
+        store = open_store(s.store, Auditor(identity, enabled=s.audit))
         await store.open()
+        await store.audit(
+            [
+                AuditEvent(
+                    "gateway_started",
+                    detail={
+                        "routing": routing.table.digest,
+                        "trust": sorted(f"{cc}:{fingerprint(c)}" for cc, c in trust.certificates()),
+                        "gateway_certificate": fingerprint(identity.certificate),
+                    },
+                )
+            ]
+        )
+        loop = asyncio.get_running_loop()
+
+        def on_reload(result: LoadResult) -> None:  # called from the reloading thread
+            loop.call_soon_threadsafe(self._audit_reload, result)
+
+        routing.listeners.append(on_reload)
         self.gateway = Gateway(
             catalog,
             routing,
@@ -110,6 +132,15 @@ class GatewayServer:
                 "store": s.store,
             },
         )
+
+    def _audit_reload(self, result: LoadResult) -> None:
+        if result.table is not None:
+            event = AuditEvent("routing_reloaded", detail={"routing": result.table.digest})
+        else:
+            event = AuditEvent(
+                "routing_refused", detail={"errors": [str(p) for p in result.errors]}
+            )
+        self.tasks.start(self.gateway.store.audit([event]), "audit-routing-reload")
 
     async def _start_site(self, app: web.Application, address: str, ssl_context: object) -> int:
         runner = web.AppRunner(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from broker.audit import AuditEvent
 from broker.errors import DeliveryExpired, DestinationRejected
 from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
 from broker.routing.holder import RoutingHolder
@@ -191,12 +192,16 @@ class DeliveryWorker:
                 "result": attempt.error,
             },
         )
+        tried = self._attempt_event(job, attempts, attempt.error)
         if attempt.status is not None and 200 <= attempt.status < 300:
-            await self._delivered(job, attempts, attempt.body)
+            await self._delivered(job, attempts, attempt.body, tried)
             return
         if attempt.status is not None and not retry.is_retryable(attempt.status):
             await self._fail(
-                job, attempts, DestinationRejected(f"{job.destination} answered {attempt.error}")
+                job,
+                attempts,
+                DestinationRejected(f"{job.destination} answered {attempt.error}"),
+                tried,
             )
             return
         decision = retry.next_attempt(
@@ -210,10 +215,48 @@ class DeliveryWorker:
         )
         if decision.at is None:
             await self._fail(
-                job, attempts, DeliveryExpired(f"{decision.reason}; last error: {attempt.error}")
+                job,
+                attempts,
+                DeliveryExpired(f"{decision.reason}; last error: {attempt.error}"),
+                tried,
             )
             return
-        await self.store.reschedule(job, self.owner, attempts, decision.at, attempt.error)
+        await self.store.reschedule(job, self.owner, attempts, decision.at, attempt.error, [tried])
+
+    @staticmethod
+    def _attempt_event(job: Job, attempt: int, result: str) -> AuditEvent:
+        return AuditEvent(
+            "delivery_attempt",
+            job.message_id,
+            job.track_id,
+            job.destination,
+            {"kind": job.kind, "attempt": attempt, "result": result},
+        )
+
+    @staticmethod
+    def _outcome_events(
+        job: Job, outcome: str, receipt: StoredReceipt | None, detail: dict[str, object]
+    ) -> list[AuditEvent]:
+        events = [
+            AuditEvent(
+                outcome if job.kind == "message" else f"receipt_push_{outcome}",
+                job.message_id,
+                job.track_id,
+                job.destination,
+                detail,
+            )
+        ]
+        if receipt is not None:
+            events.append(
+                AuditEvent(
+                    "receipt_issued",
+                    job.message_id,
+                    job.track_id,
+                    job.destination,
+                    {"receipt_id": receipt.receipt_id, "kind": receipt.kind},
+                )
+            )
+        return events
 
     async def _receipt(
         self,
@@ -268,7 +311,7 @@ class DeliveryWorker:
             receipt_id=receipt.receipt_id,
         )
 
-    async def _delivered(self, job: Job, attempts: int, body: bytes) -> None:
+    async def _delivered(self, job: Job, attempts: int, body: bytes, tried: AuditEvent) -> None:
         receipt = push = None
         if job.kind == "message":
             receipt = await self._receipt(
@@ -278,7 +321,10 @@ class DeliveryWorker:
                 acknowledgement_digest=sha256_b64(body) if body else None,
             )
             push = self._push_job(job, receipt)
-        if await self.store.finish(job, self.owner, "delivered", attempts, None, receipt, push):
+        events = [tried, *self._outcome_events(job, "delivered", receipt, {"attempts": attempts})]
+        if await self.store.finish(
+            job, self.owner, "delivered", attempts, None, receipt, push, events
+        ):
             log.info(
                 "delivered",
                 extra={
@@ -294,7 +340,11 @@ class DeliveryWorker:
                 self.wake()
 
     async def _fail(
-        self, job: Job, attempts: int, error: DestinationRejected | DeliveryExpired
+        self,
+        job: Job,
+        attempts: int,
+        error: DestinationRejected | DeliveryExpired,
+        tried: AuditEvent | None = None,
     ) -> None:
         receipt = push = None
         if job.kind == "message":
@@ -302,8 +352,21 @@ class DeliveryWorker:
                 job, "Failed", attempts, errors=((error.code, error.message),)
             )
             push = self._push_job(job, receipt)
+        events = [
+            *([tried] if tried else []),
+            *self._outcome_events(
+                job, "failed", receipt, {"code": error.code, "reason": error.message}
+            ),
+        ]
         if await self.store.finish(
-            job, self.owner, "failed", attempts, f"{error.code}: {error.message}", receipt, push
+            job,
+            self.owner,
+            "failed",
+            attempts,
+            f"{error.code}: {error.message}",
+            receipt,
+            push,
+            events,
         ):
             log.warning(
                 "failed",

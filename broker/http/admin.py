@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from broker.audit import AuditEvent
 from broker.http.intake import GATEWAY, _uuid
 from broker.intake import Gateway
 from broker.metrics import Metrics
@@ -111,8 +112,14 @@ async def retry_message(request: web.Request) -> web.Response:
     message_id = _uuid(request.match_info["message_id"]) or request.match_info["message_id"]
     gateway = request.app[GATEWAY]
     now = time.time()
+    destination = request.query.get("destination")
+    who = request.headers.get("X-Operator") or f"admin API from {request.remote}"
     count = await gateway.store.retry(
-        message_id, request.query.get("destination"), now, now + RETRY_TTL
+        message_id,
+        destination,
+        now,
+        now + RETRY_TTL,
+        [AuditEvent("retry_requested", message_id, destination=destination, detail={"by": who})],
     )
     if count:
         gateway.wake_delivery()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from broker.errors import ConfigError
@@ -26,6 +27,8 @@ class RoutingHolder:
         self._table = table
         self._lock = threading.Lock()  # one reload at a time; reads need no lock
         self.reload_failures = 0
+        self.listeners: list[Callable[[LoadResult], None]] = []
+        """Called after every reload attempt, from the reloading thread (the audit log)."""
 
     @classmethod
     def load(cls, path: Path) -> RoutingHolder:
@@ -45,6 +48,8 @@ class RoutingHolder:
         """Re-read the file; swap it in if it has no error, else keep the table in force."""
         with self._lock:
             result = load_routing(self.path)
+            for listener in self.listeners:
+                listener(result)
             if result.table is None:
                 self.reload_failures += 1
                 log.error(

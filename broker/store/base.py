@@ -10,10 +10,11 @@ expired lease can be taken over, so a job survives the crash of its holder.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from broker.audit import AuditEvent, Auditor, Entry
 from broker.errors import ConfigError
 
 JobKind = Literal["message", "receipt"]
@@ -178,14 +179,27 @@ class Store(Protocol):
         a store only one process writes may do nothing."""
 
     async def accept(
-        self, message: NewMessage, jobs: list[NewJob], receipt: StoredReceipt
+        self,
+        message: NewMessage,
+        jobs: list[NewJob],
+        receipt: StoredReceipt,
+        events: Sequence[AuditEvent] = (),
     ) -> Accepted:
-        """Commit message, jobs and Accepted receipt atomically, or return the original
-        receipt of an identical earlier submission. Raises DuplicateConflict when the same
-        sender and MessageID arrive with another digest."""
+        """Commit message, jobs, Accepted receipt and audit ``events`` atomically, or return
+        the original receipt of an identical earlier submission (auditing a resubmission).
+        Raises DuplicateConflict when the same sender and MessageID arrive with another
+        digest."""
 
-    async def record_receipt(self, receipt: StoredReceipt) -> None:
-        """Store a receipt that belongs to no accepted message (Rejected)."""
+    async def record_receipt(
+        self, receipt: StoredReceipt, events: Sequence[AuditEvent] = ()
+    ) -> None:
+        """Store a receipt that belongs to no accepted message (Rejected), with its events."""
+
+    async def audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append events that record no other state change (routing reloaded, started)."""
+
+    async def audit_entries(self, first: int, last: int) -> list[Entry]:
+        """Audit log entries ``first`` to ``last`` (by seq), in order."""
 
     async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[Job]:
         """Lease up to ``limit`` due jobs to ``owner`` until ``now + lease``."""
@@ -199,12 +213,19 @@ class Store(Protocol):
         last_error: str | None,
         receipt: StoredReceipt | None,
         push: NewJob | None,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
-        """Mark a job delivered or failed, with its receipt and receipt-push job, in one
-        transaction. False if ``owner`` no longer held the lease (nothing is written)."""
+        """Mark a job delivered or failed, with its receipt, receipt-push job and events, in
+        one transaction. False if ``owner`` no longer held the lease (nothing is written)."""
 
     async def reschedule(
-        self, job: Job, owner: str, attempts: int, next_attempt: float, last_error: str
+        self,
+        job: Job,
+        owner: str,
+        attempts: int,
+        next_attempt: float,
+        last_error: str,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
         """Give the job back for a later attempt. False if the lease was lost."""
 
@@ -222,24 +243,38 @@ class Store(Protocol):
     ) -> list[MessageView]: ...
 
     async def retry(
-        self, message_id: str, destination: str | None, now: float, deadline: float
+        self,
+        message_id: str,
+        destination: str | None,
+        now: float,
+        deadline: float,
+        events: Sequence[AuditEvent] = (),
     ) -> int:
         """Put failed destinations of a message back to pending; the number of jobs reset."""
 
     async def counts(self) -> JobCounts: ...
 
 
-def open_store(url: str) -> Store:
+def resubmitted(message: NewMessage) -> AuditEvent:
+    """The audit event of an identical resubmission (nothing else is written for it)."""
+    return AuditEvent(
+        "resubmitted",
+        message.message_id,
+        detail={"sender": message.sender, "digest": message.digest},
+    )
+
+
+def open_store(url: str, auditor: Auditor | None = None) -> Store:
     """The store for a URL: ``sqlite:///relative/path``, ``sqlite:////absolute/path``, or a
     libpq URL ``postgresql://user@host:port/db``."""
     if url.startswith("sqlite:///"):
         from broker.store.sqlite import SqliteStore
 
-        return SqliteStore(url.removeprefix("sqlite:///"))
+        return SqliteStore(url.removeprefix("sqlite:///"), auditor)
     if url.startswith(("postgresql://", "postgres://")):
         from broker.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, auditor=auditor)
     raise ConfigError(f"unknown store URL {url!r} (sqlite:///path or postgresql://…)")
 
 

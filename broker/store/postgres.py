@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
+from broker.audit import AuditEvent, Auditor, Entry
 from broker.errors import DuplicateConflict
 from broker.store.base import (
     Accepted,
@@ -37,6 +38,7 @@ from broker.store.base import (
     ReceiptView,
     StoredReceipt,
     StoreUnavailable,
+    resubmitted,
 )
 from broker.store.queries import load_migrations, load_queries, positional
 from broker.tasks import TaskGroup
@@ -81,8 +83,11 @@ class PostgresStore:
     """``postgresql://user@host:port/db`` (extra query parameters become server settings, e.g.
     ``?search_path=gateway``)."""
 
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int = 2, max_size: int = 10, auditor: Auditor | None = None
+    ) -> None:
         self.dsn = dsn
+        self.auditor = auditor
         self._pool: asyncpg.Pool | None = None
         self._min, self._max = min_size, max_size
         self._listener: asyncpg.Connection | None = None
@@ -173,7 +178,11 @@ class PostgresStore:
 
     # -- intake ------------------------------------------------------------------------------
     async def accept(
-        self, message: NewMessage, jobs: list[NewJob], receipt: StoredReceipt
+        self,
+        message: NewMessage,
+        jobs: list[NewJob],
+        receipt: StoredReceipt,
+        events: Sequence[AuditEvent] = (),
     ) -> Accepted:
         async def op(conn: asyncpg.Connection) -> Accepted:
             inserted = await conn.fetchval(
@@ -182,6 +191,7 @@ class PostgresStore:
             if inserted is None:  # (sender, MessageID) exists: identical or a conflict
                 row = await conn.fetchrow(*_args("find_accepted", vars(message)))
                 if row is not None and row["digest"] == message.digest:
+                    await self._append(conn, [resubmitted(message)])
                     return Accepted(False, bytes(row["body"]))
                 raise DuplicateConflict(
                     f"{message.message_id} was accepted from {message.sender} before with "
@@ -190,14 +200,41 @@ class PostgresStore:
             await conn.execute(*_args("insert_receipt", vars(receipt)))
             for job in jobs:
                 await conn.execute(*_args("insert_job", {**vars(job), "now": job.next_attempt}))
+            await self._append(conn, events)
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
             return Accepted(True, receipt.body)
 
         result: Accepted = await self._run(op, write=True)
         return result
 
-    async def record_receipt(self, receipt: StoredReceipt) -> None:
-        await self._run(lambda c: c.execute(*_args("insert_receipt", vars(receipt))), write=True)
+    async def record_receipt(
+        self, receipt: StoredReceipt, events: Sequence[AuditEvent] = ()
+    ) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(*_args("insert_receipt", vars(receipt)))
+            await self._append(conn, events)
+
+        await self._run(op, write=True)
+
+    # -- audit -------------------------------------------------------------------------------
+    async def _append(self, conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> None:
+        """Chain ``events`` onto the audit log in the caller's transaction; the advisory lock
+        keeps one chain across every node until that transaction ends."""
+        if self.auditor is None or not events:
+            return
+        await conn.execute(*_args("audit_lock", {}))
+        head = await conn.fetchrow(*_args("audit_head", {}))
+        for entry in self.auditor.entries(events, (head["seq"], head["hash"]) if head else None):
+            await conn.execute(*_args("audit_append", entry.as_row()))
+
+    async def audit(self, events: Sequence[AuditEvent]) -> None:
+        await self._run(lambda c: self._append(c, events), write=True)
+
+    async def audit_entries(self, first: int, last: int) -> list[Entry]:
+        rows = await self._run(
+            lambda c: c.fetch(*_args("audit_range", {"first": first, "last": last})), write=False
+        )
+        return [Entry(**dict(r)) for r in rows]
 
     # -- delivery ----------------------------------------------------------------------------
     async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[Job]:
@@ -221,6 +258,7 @@ class PostgresStore:
         last_error: str | None,
         receipt: StoredReceipt | None,
         push: NewJob | None,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
         async def op(conn: asyncpg.Connection) -> bool:
             status = await conn.execute(
@@ -243,16 +281,23 @@ class PostgresStore:
             if push is not None:
                 await conn.execute(*_args("insert_job", {**vars(push), "now": push.next_attempt}))
                 await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+            await self._append(conn, events)
             return True
 
         result: bool = await self._run(op, write=True)
         return result
 
     async def reschedule(
-        self, job: Job, owner: str, attempts: int, next_attempt: float, last_error: str
+        self,
+        job: Job,
+        owner: str,
+        attempts: int,
+        next_attempt: float,
+        last_error: str,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
-        status = await self._run(
-            lambda c: c.execute(
+        async def op(conn: asyncpg.Connection) -> bool:
+            status = await conn.execute(
                 *_args(
                     "reschedule_job",
                     {
@@ -264,10 +309,14 @@ class PostgresStore:
                         "now": time.time(),
                     },
                 )
-            ),
-            write=True,
-        )
-        return not str(status).endswith(" 0")
+            )
+            if status.endswith(" 0"):
+                return False
+            await self._append(conn, events)
+            return True
+
+        result: bool = await self._run(op, write=True)
+        return result
 
     async def release(self, owner: str) -> int:
         status = await self._run(
@@ -331,7 +380,12 @@ class PostgresStore:
         return result
 
     async def retry(
-        self, message_id: str, destination: str | None, now: float, deadline: float
+        self,
+        message_id: str,
+        destination: str | None,
+        now: float,
+        deadline: float,
+        events: Sequence[AuditEvent] = (),
     ) -> int:
         async def op(conn: asyncpg.Connection) -> int:
             total = 0
@@ -349,6 +403,7 @@ class PostgresStore:
                 )
                 total += int(status.rsplit(" ", 1)[-1])
             if total:
+                await self._append(conn, events)
                 await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
             return total
 

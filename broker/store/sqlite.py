@@ -18,11 +18,12 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from broker.audit import AuditEvent, Auditor, Entry
 from broker.errors import DuplicateConflict
 from broker.store.base import (
     Accepted,
@@ -36,6 +37,7 @@ from broker.store.base import (
     ReceiptView,
     StoredReceipt,
     StoreUnavailable,
+    resubmitted,
 )
 from broker.store.queries import load_migrations, load_queries
 
@@ -127,8 +129,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 class SqliteStore:
     """The default store (``sqlite:///var/broker.sqlite3``)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, auditor: Auditor | None = None) -> None:
         self.path = Path(path)
+        self.auditor = auditor
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
@@ -201,9 +204,32 @@ class SqliteStore:
         except StoreUnavailable:
             return False
 
+    # -- audit -------------------------------------------------------------------------------
+    def _append(self, conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> None:
+        """Chain ``events`` onto the audit log inside the caller's transaction."""
+        if self.auditor is None or not events:
+            return
+        head = conn.execute(Q["audit_head"]).fetchone()
+        for entry in self.auditor.entries(events, tuple(head) if head else None):
+            conn.execute(Q["audit_append"], entry.as_row())
+
+    async def audit(self, events: Sequence[AuditEvent]) -> None:
+        await self._write(lambda conn: self._append(conn, events))
+
+    async def audit_entries(self, first: int, last: int) -> list[Entry]:
+        def op(conn: sqlite3.Connection) -> list[Entry]:
+            rows = conn.execute(Q["audit_range"], {"first": first, "last": last}).fetchall()
+            return [Entry(*row) for row in rows]
+
+        return await self._read(op)
+
     # -- intake ------------------------------------------------------------------------------
     async def accept(
-        self, message: NewMessage, jobs: list[NewJob], receipt: StoredReceipt
+        self,
+        message: NewMessage,
+        jobs: list[NewJob],
+        receipt: StoredReceipt,
+        events: Sequence[AuditEvent] = (),
     ) -> Accepted:
         def op(conn: sqlite3.Connection) -> Accepted:
             try:
@@ -218,6 +244,7 @@ class SqliteStore:
                     raise
                 digest, body = row
                 if digest == message.digest:
+                    self._append(conn, [resubmitted(message)])
                     return Accepted(False, bytes(body))
                 raise DuplicateConflict(
                     f"{message.message_id} was accepted from {message.sender} before with "
@@ -226,12 +253,19 @@ class SqliteStore:
             conn.execute(Q["insert_receipt"], vars(receipt))
             for job in jobs:
                 conn.execute(Q["insert_job"], {**vars(job), "now": job.next_attempt})
+            self._append(conn, events)
             return Accepted(True, receipt.body)
 
         return await self._write(op)
 
-    async def record_receipt(self, receipt: StoredReceipt) -> None:
-        await self._write(lambda conn: conn.execute(Q["insert_receipt"], vars(receipt)))
+    async def record_receipt(
+        self, receipt: StoredReceipt, events: Sequence[AuditEvent] = ()
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["insert_receipt"], vars(receipt))
+            self._append(conn, events)
+
+        await self._write(op)
 
     # -- delivery ----------------------------------------------------------------------------
     async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[Job]:
@@ -259,6 +293,7 @@ class SqliteStore:
         last_error: str | None,
         receipt: StoredReceipt | None,
         push: NewJob | None,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             updated = conn.execute(
@@ -278,30 +313,37 @@ class SqliteStore:
                 conn.execute(Q["insert_receipt"], vars(receipt))
             if push is not None:
                 conn.execute(Q["insert_job"], {**vars(push), "now": push.next_attempt})
+            self._append(conn, events)
             return True
 
         return await self._write(op)
 
     async def reschedule(
-        self, job: Job, owner: str, attempts: int, next_attempt: float, last_error: str
+        self,
+        job: Job,
+        owner: str,
+        attempts: int,
+        next_attempt: float,
+        last_error: str,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
-        return bool(
-            await self._write(
-                lambda conn: (
-                    conn.execute(
-                        Q["reschedule_job"],
-                        {
-                            "id": job.id,
-                            "owner": owner,
-                            "attempts": attempts,
-                            "next_attempt": next_attempt,
-                            "last_error": last_error,
-                            "now": time.time(),
-                        },
-                    ).rowcount
-                )
-            )
-        )
+        def op(conn: sqlite3.Connection) -> bool:
+            updated = conn.execute(
+                Q["reschedule_job"],
+                {
+                    "id": job.id,
+                    "owner": owner,
+                    "attempts": attempts,
+                    "next_attempt": next_attempt,
+                    "last_error": last_error,
+                    "now": time.time(),
+                },
+            ).rowcount
+            if updated:
+                self._append(conn, events)
+            return bool(updated)
+
+        return await self._write(op)
 
     async def release(self, owner: str) -> int:
         return int(
@@ -363,7 +405,12 @@ class SqliteStore:
         return await self._read(op)
 
     async def retry(
-        self, message_id: str, destination: str | None, now: float, deadline: float
+        self,
+        message_id: str,
+        destination: str | None,
+        now: float,
+        deadline: float,
+        events: Sequence[AuditEvent] = (),
     ) -> int:
         def op(conn: sqlite3.Connection) -> int:
             total = 0
@@ -378,6 +425,8 @@ class SqliteStore:
                         "deadline": deadline,
                     },
                 ).rowcount
+            if total:
+                self._append(conn, events)
             return total
 
         return await self._write(op)

@@ -51,3 +51,15 @@ CREATE TABLE receipts (
 );
 CREATE INDEX receipts_track ON receipts (track_id);
 CREATE INDEX receipts_sender_message ON receipts (sender, message_id);
+CREATE TABLE audit_log (
+    seq             BIGINT PRIMARY KEY,
+    at              TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    message_id      TEXT,
+    track_id        TEXT,
+    destination     TEXT,
+    detail          TEXT NOT NULL,
+    prev_hash       TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    signature       TEXT NOT NULL
+);

@@ -99,3 +99,16 @@ WHERE track_id = :track_id AND kind = 'message' AND state = 'failed'
 -- name: counts
 SELECT state, COUNT(*) AS n, MIN(CASE WHEN state = 'pending' THEN updated_at END) AS oldest
 FROM jobs WHERE kind = 'message' GROUP BY state;
+
+-- name: audit_head
+SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1;
+
+-- name: audit_append
+INSERT INTO audit_log (seq, at, event, message_id, track_id, destination, detail, prev_hash,
+                       hash, signature)
+VALUES (:seq, :at, :event, :message_id, :track_id, :destination, :detail, :prev_hash, :hash,
+        :signature);
+
+-- name: audit_range
+SELECT seq, at, event, message_id, track_id, destination, detail, prev_hash, hash, signature
+FROM audit_log WHERE seq >= :first AND seq <= :last ORDER BY seq;

@@ -1,0 +1,178 @@
+"""Operator and auditor commands that work on the store and certs/ directly (SPEC §10, §11):
+`broker audit verify|export`, `broker messages list|show|retry`, `broker certs check`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from broker import clock
+from broker.audit import GENESIS, AuditEvent, Auditor, ChainCheck, Entry, verify_chain
+from broker.signing.trust import GatewayIdentity, common_name, fingerprint
+from broker.store.base import JobState, MessageView, Store, open_store
+
+PAGE = 5000
+EXPIRY_WARNING_DAYS = 30
+
+
+def gateway_public_key(certs: Path, cert: Path | None = None) -> object:
+    """The key audit entries are signed with: the gateway certificate (or the one given)."""
+    path = cert or certs / "gateway" / "cert.pem"
+    return x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+
+
+async def _entries(store: Store, first: int = 1, last: int | None = None) -> list[Entry]:
+    out: list[Entry] = []
+    while last is None or first <= last:
+        page = await store.audit_entries(
+            first, first + PAGE - 1 if last is None else min(last, first + PAGE - 1)
+        )
+        out.extend(page)
+        if len(page) < PAGE:
+            break
+        first += PAGE
+    return out
+
+
+async def audit_verify(url: str, public_key: object) -> ChainCheck:
+    """Recompute the whole chain in the store."""
+    store = open_store(url)
+    await store.open()
+    try:
+        return verify_chain(await _entries(store), public_key)
+    finally:
+        await store.close()
+
+
+def verify_export(path: Path, public_key: object) -> ChainCheck:
+    """Check an exported range on its own: from its start (seq, hash) to its last entry."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    start = (int(data["start"]["seq"]), str(data["start"]["hash"]))
+    return verify_chain((Entry(**e) for e in data["entries"]), public_key, start)
+
+
+async def audit_export(url: str, first: int, last: int | None) -> dict[str, object]:
+    """Entries ``first``..``last`` with the hash before the first, so the range can be checked
+    elsewhere (``broker audit verify --file``)."""
+    store = open_store(url)
+    await store.open()
+    try:
+        entries = await _entries(store, first, last)
+    finally:
+        await store.close()
+    before = entries[0].prev_hash if entries else GENESIS
+    return {"start": {"seq": first - 1, "hash": before}, "entries": [e.as_row() for e in entries]}
+
+
+def operator_name() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+async def list_messages(
+    url: str, state: JobState | None, sender: str | None, since: str | None, limit: int
+) -> list[MessageView]:
+    store = open_store(url)
+    await store.open()
+    try:
+        return await store.messages(state, sender, since, limit)
+    finally:
+        await store.close()
+
+
+async def show_message(url: str, message_id: str) -> MessageView | None:
+    store = open_store(url)
+    await store.open()
+    try:
+        return await store.message(message_id, None)
+    finally:
+        await store.close()
+
+
+async def retry_message(url: str, certs: Path, message_id: str, destination: str | None) -> int:
+    """Put Failed destinations back to pending; the audit log records who asked."""
+    store = open_store(url, Auditor(GatewayIdentity.load(certs)))
+    await store.open()
+    now = time.time()
+    try:
+        return await store.retry(
+            message_id,
+            destination,
+            now,
+            now + 86_400,
+            [
+                AuditEvent(
+                    "retry_requested",
+                    message_id,
+                    destination=destination,
+                    detail={"by": f"{operator_name()} (broker messages retry)"},
+                )
+            ],
+        )
+    finally:
+        await store.close()
+
+
+# -- certificate hygiene ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateStatus:
+    path: Path
+    role: str
+    certificate: x509.Certificate
+
+    def days_left(self, now: dt.datetime) -> float:
+        return (self.certificate.not_valid_after_utc - now).total_seconds() / 86_400
+
+    def status(self, now: dt.datetime) -> str:
+        if now < self.certificate.not_valid_before_utc:
+            return "NOT YET VALID"
+        days = self.days_left(now)
+        if days < 0:
+            return "EXPIRED"
+        if days <= EXPIRY_WARNING_DAYS:
+            return f"EXPIRES in {days:.0f} days"
+        return "valid"
+
+
+def certificates(certs: Path) -> Iterator[CertificateStatus]:
+    """Every certificate in certs/ with its role."""
+    roles = [
+        ("trust/*/*.pem", "trusted CA {0}"),
+        ("gateway/cert.pem", "gateway signing"),
+        ("gateway/ca.pem", "gateway CA"),
+        ("tls/cert.pem", "gateway TLS"),
+        ("participants/*/cert.pem", "participant (development)"),
+    ]
+    for pattern, role in roles:
+        for path in sorted(certs.glob(pattern)):
+            for certificate in x509.load_pem_x509_certificates(path.read_bytes()):
+                yield CertificateStatus(path, role.format(path.parent.name), certificate)
+
+
+def describe_certificates(certs: Path) -> tuple[list[str], bool]:
+    """(lines, all fine) for `broker certs check`: fine means nothing expired or expiring."""
+    now = clock.now()
+    lines, fine = [], True
+    for item in certificates(certs):
+        cert = item.certificate
+        countries = cert.subject.get_attributes_for_oid(x509.NameOID.COUNTRY_NAME)
+        country = str(countries[0].value) if countries else "-"
+        status = item.status(now)
+        fine = fine and status == "valid"
+        lines.append(
+            f"{status:<20} {item.role:<28} CN={common_name(cert)} "
+            f"C={country}  issuer "
+            f"{cert.issuer.rfc4514_string()}  {cert.not_valid_before_utc:%Y-%m-%d} → "
+            f"{cert.not_valid_after_utc:%Y-%m-%d}  sha256 {fingerprint(cert)[:16]}…  "
+            f"{item.path}"
+        )
+    return lines, fine
