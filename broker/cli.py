@@ -287,6 +287,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         insecure_http=args.insecure_http,
         worker=WorkerSettings(concurrency=args.deliveries, lease=args.lease),
         audit=not args.no_audit,
+        admin_token=args.admin_token,
         intake=IntakeSettings(max_in_flight=args.max_in_flight, insecure=args.insecure_http),
     )
     try:
@@ -591,6 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("BROKER_MAX_IN_FLIGHT", "256")),
         help="intake requests in progress before 503 + Retry-After "
         "(env BROKER_MAX_IN_FLIGHT; default 256)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        default=os.environ.get("BROKER_ADMIN_TOKEN"),
+        help="operator token for /admin/* (env BROKER_ADMIN_TOKEN); needed to bind the admin "
+        "listener beyond loopback",
     )
     serve.add_argument(
         "--no-audit",

@@ -9,30 +9,38 @@ routing table (a table with an error is refused and the old one stays).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import signal
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
+from broker import clock
 from broker.audit import AuditEvent, Auditor
 from broker.delivery.worker import DeliveryWorker, WorkerSettings
-from broker.http.admin import admin_app
+from broker.errors import ConfigError
+from broker.http.admin import TOKEN, admin_app
 from broker.http.intake import IntakeSettings, intake_app
 from broker.intake import Gateway
 from broker.metrics import Metrics
+from broker.operator import EXPIRY_WARNING_DAYS, certificates
 from broker.routing.holder import RoutingHolder
 from broker.routing.load import LoadResult
 from broker.schemas import Catalog
 from broker.signing.trust import GatewayIdentity, TrustStore, fingerprint
-from broker.store.base import open_store
+from broker.store.base import StoreUnavailable, open_store
 from broker.tasks import TaskGroup
 from broker.tls import ClientContexts, server_context
 
 log = logging.getLogger("broker.server")
+GAUGE_INTERVAL = 5.0
+CERTIFICATE_WARNING_INTERVAL = 86_400.0
 
 
 @dataclass
@@ -44,11 +52,20 @@ class ServeSettings:
     listen: str = "127.0.0.1:8443"
     admin: str = "127.0.0.1:8081"
     insecure_http: bool = False
+    admin_token: str | None = None
+    """Operator token for /admin/*; required for the admin listener to leave loopback."""
     audit: bool = True
     """Keep the audit log (turned off only to measure what it costs)."""
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     shutdown_timeout: float = 30.0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -66,9 +83,15 @@ class GatewayServer:
         self._runners: list[web.AppRunner] = []
         self.intake_port = 0
         self.admin_port = 0
+        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         s = self.settings
+        if not s.admin_token and not _is_loopback(_host_port(s.admin)[0]):
+            raise ConfigError(
+                f"admin listener {s.admin} is not on loopback: set an operator token "
+                "(--admin-token / BROKER_ADMIN_TOKEN) or bind it to 127.0.0.1"
+            )
         catalog = Catalog.load(s.xsd)
         routing = RoutingHolder.load(s.routing)
         trust = TrustStore.load(s.certs)
@@ -103,8 +126,15 @@ class GatewayServer:
             metrics=Metrics(),
         )
         self.worker = DeliveryWorker(
-            store, routing, identity, ClientContexts(s.certs), s.worker, cpu=self.gateway.cpu
+            store,
+            routing,
+            identity,
+            ClientContexts(s.certs),
+            s.worker,
+            cpu=self.gateway.cpu,
+            metrics=self.gateway.metrics,
         )
+        self.gateway.metrics.routing_digest(routing.table.digest)
         self.gateway.wake_delivery = self.worker.wake
         s.intake.insecure = s.insecure_http
         ssl_context = None if s.insecure_http else server_context(s.certs)
@@ -117,10 +147,12 @@ class GatewayServer:
         self.intake_port = await self._start_site(
             intake_app(self.gateway, s.intake), s.listen, ssl_context
         )
-        self.admin_port = await self._start_site(
-            admin_app(self.gateway, self.gateway.metrics, self.ready), s.admin, None
-        )
+        admin = admin_app(self.gateway, self.gateway.metrics, self.ready)
+        if s.admin_token:
+            admin[TOKEN] = s.admin_token
+        self.admin_port = await self._start_site(admin, s.admin, None)
         self.tasks.start(self.worker.run(), "delivery-worker")
+        self.tasks.start(self._watch(), "gauges-and-certificates")
         self.ready[0] = True
         log.info(
             "gateway started",
@@ -133,7 +165,49 @@ class GatewayServer:
             },
         )
 
+    async def _watch(self) -> None:
+        """Refresh the store and certificate gauges; warn of expiring certificates at start-up
+        and then daily."""
+        metrics = self.gateway.metrics
+        last_warning = 0.0
+        while not self._stopped.is_set():
+            try:
+                counts = await self.gateway.store.counts()
+                metrics.jobs_pending.set(counts.pending)
+                metrics.oldest_pending.set(
+                    max(0.0, time.time() - counts.oldest_pending) if counts.oldest_pending else 0
+                )
+            except StoreUnavailable:
+                pass
+            metrics.leases_held.set(self.worker.leases_held)
+            now = clock.now()
+            warn = time.monotonic() - last_warning > CERTIFICATE_WARNING_INTERVAL
+            for item in certificates(self.settings.certs):
+                days = item.days_left(now)
+                subject = item.certificate.subject.rfc4514_string()
+                metrics.certificate_days.labels(item.role, subject).set(round(days, 2))
+                if warn and days <= EXPIRY_WARNING_DAYS:
+                    log.warning(
+                        "certificate %s",
+                        item.status(now),
+                        extra={
+                            "event": "certificate_expiring",
+                            "path": str(item.path),
+                            "subject": subject,
+                            "days": round(days, 1),
+                        },
+                    )
+            if warn:
+                last_warning = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), GAUGE_INTERVAL)
+
     def _audit_reload(self, result: LoadResult) -> None:
+        metrics = self.gateway.metrics
+        if result.table is not None:
+            metrics.routing_digest(result.table.digest)
+        else:
+            metrics.reload_failures.inc()
         if result.table is not None:
             event = AuditEvent("routing_reloaded", detail={"routing": result.table.digest})
         else:
@@ -160,6 +234,7 @@ class GatewayServer:
 
     async def stop(self) -> None:
         self.ready[0] = False
+        self._stopped.set()
         log.info("gateway stopping", extra={"event": "stopping"})
         for runner in self._runners:  # stop accepting, finish requests in flight
             await runner.cleanup()

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from broker import clock
 from broker.audit import AuditEvent
 from broker.errors import DeliveryExpired, DestinationRejected
+from broker.metrics import Metrics
 from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
 from broker.routing.holder import RoutingHolder
 from broker.signing.trust import GatewayIdentity
@@ -68,7 +70,9 @@ class DeliveryWorker:
         settings: WorkerSettings = WorkerSettings(),
         owner: str | None = None,
         cpu: Executor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.cpu = cpu
         """Where receipts are signed: CPU work stays off the event loop."""
         self.store = store
@@ -180,6 +184,7 @@ class DeliveryWorker:
         attempt = await self._post(job)
         attempts = job.attempts + 1
         self.attempts_made += 1
+        self.metrics.attempts.labels(job.destination, job.kind).inc()
         log.info(
             "delivery attempt",
             extra={
@@ -222,6 +227,20 @@ class DeliveryWorker:
             )
             return
         await self.store.reschedule(job, self.owner, attempts, decision.at, attempt.error, [tried])
+
+    def _count(self, job: Job, outcome: str) -> None:
+        if job.kind == "receipt":
+            self.metrics.receipts_pushed.labels(outcome).inc()
+            return
+        self.metrics.deliveries.labels(outcome, job.destination).inc()
+        if outcome == "delivered":
+            with contextlib.suppress(ValueError):
+                accepted = clock.parse_time(job.accepted_at)
+                self.metrics.delivery_seconds.observe((clock.now() - accepted).total_seconds())
+
+    @property
+    def leases_held(self) -> int:
+        return len(self._deliveries)
 
     @staticmethod
     def _attempt_event(job: Job, attempt: int, result: str) -> AuditEvent:
@@ -325,6 +344,7 @@ class DeliveryWorker:
         if await self.store.finish(
             job, self.owner, "delivered", attempts, None, receipt, push, events
         ):
+            self._count(job, "delivered")
             log.info(
                 "delivered",
                 extra={
@@ -368,6 +388,7 @@ class DeliveryWorker:
             push,
             events,
         ):
+            self._count(job, "failed")
             log.warning(
                 "failed",
                 extra={

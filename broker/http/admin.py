@@ -5,11 +5,12 @@ Plain HTTP bound to loopback by default; anyone who can reach it is an operator.
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
-from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -126,13 +127,23 @@ async def retry_message(request: web.Request) -> web.Response:
     return _json({"message_id": message_id, "retried": count}, 200 if count else 404)
 
 
-def admin_app(
-    gateway: Gateway,
-    metrics_: Metrics,
-    ready: list[bool],
-    extra: Callable[[web.Application], None] | None = None,
-) -> web.Application:
-    app = web.Application()
+TOKEN = web.AppKey("admin_token", str)
+
+
+@web.middleware
+async def operator_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a token configured, /admin/* needs ``Authorization: Bearer <token>``; health,
+    readiness and metrics stay open for probes and scrapers."""
+    token = request.app.get(TOKEN)
+    if token and request.path.startswith("/admin/"):
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return _json({"code": "UNAUTHORIZED", "message": "operator token required"}, 401)
+    return await handler(request)
+
+
+def admin_app(gateway: Gateway, metrics_: Metrics, ready: list[bool]) -> web.Application:
+    app = web.Application(middlewares=[operator_token])
     app[GATEWAY] = gateway
     app[METRICS] = metrics_
     app[READY] = ready
@@ -143,6 +154,4 @@ def admin_app(
     app.router.add_post("/admin/routing/reload", reload_routing)
     app.router.add_get("/admin/messages", list_messages)
     app.router.add_post("/admin/messages/{message_id}/retry", retry_message)
-    if extra:
-        extra(app)
     return app

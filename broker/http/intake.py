@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -102,6 +103,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             return response
         tls = _tls_identity(request)
         gateway.metrics.received.inc()
+        began = time.perf_counter()
         try:
             outcome = await receive(gateway, body, tls)
         except StoreUnavailable as exc:
@@ -112,6 +114,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
                 "the store is unavailable; nothing was stored, try again",
                 5,
             )
+        gateway.metrics.intake_seconds.observe(time.perf_counter() - began)
         if outcome.status < 300:
             gateway.metrics.accepted.inc()
         else:

@@ -93,6 +93,7 @@ class Job:
     digest: str
     route: str
     table_digest: str
+    accepted_at: str
     payload: bytes
 
 

@@ -42,7 +42,7 @@ WITH picked AS (
 )
 SELECT l.id, l.track_id, l.kind, l.destination, l.endpoint, l.receipt_id, l.attempts,
        l.max_attempts, l.initial_delay, l.max_delay, l.deadline,
-       m.sender, m.message_id, m.digest, m.route, m.table_digest,
+       m.sender, m.message_id, m.digest, m.route, m.table_digest, m.accepted_at,
        CASE WHEN l.kind = 'message' THEN m.forwarded ELSE r.body END AS payload
 FROM leased l JOIN messages m ON m.track_id = l.track_id
 LEFT JOIN receipts r ON r.receipt_id = l.receipt_id;

@@ -36,7 +36,7 @@ WHERE id = :id AND state = 'pending' AND (lease_expires IS NULL OR lease_expires
 -- name: leased_job
 SELECT j.id, j.track_id, j.kind, j.destination, j.endpoint, j.receipt_id, j.attempts,
        j.max_attempts, j.initial_delay, j.max_delay, j.deadline,
-       m.sender, m.message_id, m.digest, m.route, m.table_digest,
+       m.sender, m.message_id, m.digest, m.route, m.table_digest, m.accepted_at,
        CASE WHEN j.kind = 'message' THEN m.forwarded ELSE r.body END AS payload
 FROM jobs j JOIN messages m ON m.track_id = j.track_id
 LEFT JOIN receipts r ON r.receipt_id = j.receipt_id
