@@ -37,6 +37,7 @@ from broker.schemas import Catalog
 from broker.signing.sign import countersign, sign_envelope
 from broker.signing.trust import GatewayIdentity, TrustStore
 from broker.signing.verify import Verified, verify_sender
+from broker.store.postgres import create_schema, drop_schema
 from broker.validation import check_document
 
 PRODUCT = "trts:ProductDetails"
@@ -291,29 +292,6 @@ def _commit_cost(store_url: str, samples: int = 50) -> float:
     return asyncio.run(run())
 
 
-async def _create_pg_schema(dsn: str) -> tuple[str, str]:
-    """A fresh schema for one bench run: (its name, a DSN whose connections use it)."""
-    import asyncpg
-
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    return name, f"{dsn}{'&' if '?' in dsn else '?'}search_path={name}"
-
-
-async def _drop_pg_schema(dsn: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-    finally:
-        await conn.close()
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc)."""
     try:
@@ -435,7 +413,7 @@ def run_bench(
     # A PostgreSQL bench runs in a fresh schema of its own, dropped at the end.
     schema = None
     if store and store.startswith(("postgresql://", "postgres://")):
-        schema, store_url = asyncio.run(_create_pg_schema(store))
+        schema, store_url = asyncio.run(create_schema(store, prefix="bench"))
     else:
         store_url = store or f"sqlite:///{folder / 'bench.sqlite3'}"
     port, admins = _free_port(), [_free_port() for _ in range(processes)]
@@ -517,7 +495,7 @@ def run_bench(
         commit_us = _commit_cost(store_url)
     finally:
         if schema is not None and store is not None:
-            asyncio.run(_drop_pg_schema(store, schema))
+            asyncio.run(drop_schema(store, schema))
     table = parse_routing(routing.read_bytes()).table
     assert table is not None
     size, costs = measure_costs(

@@ -13,8 +13,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broker.errors import ConfigError, GatewayError
+
+if TYPE_CHECKING:
+    from broker.routing.table import RoutingTable
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE = 0, 1, 2
 
@@ -116,19 +120,25 @@ def _cmd_routing_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _routing_table(path: Path) -> RoutingTable | None:
+    """The table at ``path``, or None after printing its errors (a usage error for callers)."""
+    from broker.routing.load import load_routing
+
+    result = load_routing(path)
+    for problem in result.errors:
+        print(problem, file=sys.stderr)
+    return result.table
+
+
 def _cmd_routing_explain(args: argparse.Namespace) -> int:
     from broker import xmlsafe
     from broker.envelope import parse_envelope
     from broker.errors import RefusalError
-    from broker.routing.load import load_routing
     from broker.routing.table import RouteFacts
 
-    result = load_routing(args.routing)
-    if result.table is None:
-        for problem in result.errors:
-            print(problem, file=sys.stderr)
+    table = _routing_table(args.routing)
+    if table is None:
         return EXIT_USAGE
-    table = result.table
     try:
         envelope = parse_envelope(xmlsafe.parse(args.message.read_bytes()))
     except OSError as exc:
@@ -183,15 +193,12 @@ def _cmd_routing_explain(args: argparse.Namespace) -> int:
 
 def _cmd_certs_demo(args: argparse.Namespace) -> int:
     from broker.pki import create_demo_pki
-    from broker.routing.load import load_routing
 
-    result = load_routing(args.routing)
-    if result.table is None:
-        for problem in result.errors:
-            print(problem, file=sys.stderr)
+    table = _routing_table(args.routing)
+    if table is None:
         return EXIT_USAGE
     out: Path = args.out or args.certs
-    participants = {p.id: p.country for p in result.table.participants.values()}
+    participants = {p.id: p.country for p in table.participants.values()}
     made = create_demo_pki(out, participants, gateway_key=args.gateway_key, force=args.force)
     for line in made:
         print(f"created {out / line}")

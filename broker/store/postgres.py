@@ -419,3 +419,25 @@ class PostgresStore:
             found.get("failed", (0, None))[0],
             found.get("pending", (0, None))[1],
         )
+
+
+async def create_schema(dsn: str, prefix: str = "gw") -> tuple[str, str]:
+    """A fresh schema on the server at ``dsn``: (its name, a DSN whose connections use it).
+    For benchmarks and tests that must not touch each other's tables."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {name}")
+    finally:
+        await conn.close()
+    return name, f"{dsn}{'&' if '?' in dsn else '?'}search_path={name}"
+
+
+async def drop_schema(dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await conn.close()

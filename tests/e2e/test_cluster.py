@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from broker.simulator import SingleWindow
+from broker.store.postgres import drop_schema
 from tests.e2e.conftest import wait_for
 from tests.e2e.nodes import (
     ROUTING,
@@ -28,7 +29,7 @@ from tests.e2e.nodes import (
     start_node,
 )
 from tests.pki_support import Pki
-from tests.store.conftest import drop_schema, new_schema, pg_dsn_or_skip
+from tests.store.conftest import new_schema, pg_dsn_or_skip
 
 pytestmark = pytest.mark.postgres
 

@@ -5,15 +5,13 @@ it — and an unreachable server fails the run there)."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from broker.store.base import Store
-from broker.store.postgres import PostgresStore
+from broker.store.postgres import PostgresStore, create_schema, drop_schema
 from broker.store.sqlite import SqliteStore
 
 PG_DSN = os.environ.get("BROKER_TEST_PG_DSN")
@@ -29,22 +27,7 @@ def pg_dsn_or_skip() -> str:
 
 async def new_schema(dsn: str) -> tuple[str, str]:
     """A fresh schema; returns (its name, a DSN whose connections use it)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    separator = "&" if "?" in dsn else "?"
-    return name, f"{dsn}{separator}search_path={name}"
-
-
-async def drop_schema(dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-    finally:
-        await conn.close()
+    return await create_schema(dsn, prefix="t")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -16,10 +16,10 @@ from broker import pki
 from broker.audit import AuditEvent, Auditor, entry_hash, verify_chain
 from broker.signing.trust import GatewayIdentity
 from broker.store.base import Store
-from broker.store.postgres import PostgresStore
+from broker.store.postgres import PostgresStore, drop_schema
 from broker.store.sqlite import SqliteStore
 from tests.pki_support import Pki
-from tests.store.conftest import drop_schema, new_schema, pg_dsn_or_skip
+from tests.store.conftest import new_schema, pg_dsn_or_skip
 from tests.store.test_contract import _jobs, _message, _receipt
 
 SQL = Callable[[str], Awaitable[None]]

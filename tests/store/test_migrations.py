@@ -10,10 +10,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from broker.store.postgres import PostgresStore
+from broker.store.postgres import PostgresStore, drop_schema
 from broker.store.queries import load_migrations
 from broker.store.sqlite import SqliteStore
-from tests.store.conftest import drop_schema, new_schema, pg_dsn_or_skip
+from tests.store.conftest import new_schema, pg_dsn_or_skip
 
 
 def _declared(dialect: str) -> str:
