@@ -199,19 +199,28 @@ def _prepare(gw: Gateway, body: bytes, tls: TlsIdentity) -> _Ready:
     return _Ready(verified, decision, table, message, jobs, stored)
 
 
-async def _reject(
-    gw: Gateway, body: bytes, tls: TlsIdentity, error: RefusalError, sender: str | None = None
-) -> Outcome:
-    message_id = _message_id_if_readable(body)
+def _rejection(
+    gw: Gateway, body: bytes, sender: str | None, error: RefusalError
+) -> tuple[Receipt, bytes]:
+    """The signed Rejected receipt (CPU: re-reads the MessageID, signs; run off the loop)."""
     receipt = Receipt(
         kind="Rejected",
         gateway=gw.routing.table.gateway_id,
         message_digest=sha256_b64(body),
-        message_id=message_id,
-        sender=sender or tls.participant,
+        message_id=_message_id_if_readable(body),
+        sender=sender,
         errors=refusal_errors(error),
     )
-    signed = build_receipt(receipt, gw.identity)
+    return receipt, build_receipt(receipt, gw.identity)
+
+
+async def _reject(
+    gw: Gateway, body: bytes, tls: TlsIdentity, error: RefusalError, sender: str | None = None
+) -> Outcome:
+    receipt, signed = await asyncio.get_running_loop().run_in_executor(
+        gw.cpu, _rejection, gw, body, sender or tls.participant, error
+    )
+    message_id = receipt.message_id
     events = [
         received(message_id, receipt.sender, receipt.message_digest, len(body)),
         AuditEvent("rejected", message_id, detail={"code": error.code, "reason": error.message}),

@@ -79,13 +79,9 @@ ORDER BY issued_at, receipt_id;
 SELECT sender, body FROM receipts WHERE receipt_id = :receipt_id;
 
 -- name: list_messages
-SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at,
-       SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) AS pending,
-       SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) AS failed,
-       COUNT(j.id) AS total
-FROM messages m LEFT JOIN jobs j ON j.track_id = m.track_id AND j.kind = 'message'
+SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at
+FROM messages m
 WHERE (:sender IS NULL OR m.sender = :sender) AND (:since IS NULL OR m.accepted_at >= :since)
-GROUP BY m.track_id
 ORDER BY m.accepted_at DESC
 LIMIT :limit;
 
