@@ -18,7 +18,13 @@ from tests.e2e.conftest import Exchange
 from tests.pki_support import sign_as
 
 
-async def _server(exchange: Exchange, tmp_path: Path, **settings: object) -> GatewayServer:
+async def _server(
+    exchange: Exchange,
+    tmp_path: Path,
+    *,
+    insecure_http: bool = False,
+    intake: IntakeSettings | None = None,
+) -> GatewayServer:
     server = GatewayServer(
         ServeSettings(
             routing=exchange.server.gateway.routing.path,
@@ -27,9 +33,10 @@ async def _server(exchange: Exchange, tmp_path: Path, **settings: object) -> Gat
             store=f"sqlite:///{tmp_path / 'mode.sqlite3'}",
             listen="127.0.0.1:0",
             admin="127.0.0.1:0",
-            **settings,
+            insecure_http=insecure_http,
+            intake=intake or IntakeSettings(),
         )
-    )  # type: ignore[arg-type]
+    )
     await server.start()
     return server
 
