@@ -205,8 +205,23 @@ class _TableLoader(_Loader):
         self._participant_keys: dict[str, yaml.Node] = {}
 
     def load(self, data: bytes, digest: str) -> RoutingTable | None:
+        text = ""
         try:
-            root = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
+            text = data.decode("utf-8")
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.reader.ReaderError as exc:  # a control character: no mark, a position
+            before = text[: exc.position]
+            line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+            self.problems.append(
+                Problem(
+                    self.source,
+                    line,
+                    column,
+                    "error",
+                    f"YAML: character #x{exc.character:04x} is not allowed",
+                )
+            )
+            return None
         except UnicodeDecodeError as exc:
             self.error(None, f"not UTF-8: {exc}")
             return None

@@ -367,8 +367,12 @@ def test_warnings_do_not_block_the_table() -> None:
             "version: 1\nversion: 1\ngateway: {id: G}\nparticipants: {}\nroutes: []\n",
             "t.yaml:2:1: error: routing table: duplicate key 'version'",
         ),
+        (
+            "version: 1\ngateway: {id: G\x1f}\n",
+            "t.yaml:2:16: error: YAML: character #x001f is not allowed",
+        ),
     ],
-    ids=["version", "missing participants", "yaml syntax", "duplicate key"],
+    ids=["version", "missing participants", "yaml syntax", "duplicate key", "control character"],
 )
 def test_table_level_errors(text: str, expected: str) -> None:
     """Top-level and YAML syntax problems are located too."""
@@ -384,3 +388,33 @@ def test_digest_is_the_sha256_of_the_file_bytes() -> None:
     table = parse_routing(data).table
     assert table is not None
     assert table.digest == hashlib.sha256(data).hexdigest()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+REPOSITORY_TABLE = (ROOT / "routing.yaml").read_text()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=400))
+def test_any_text_gives_a_table_or_located_problems(text: str) -> None:
+    """Whatever the file holds, the loader reports problems with a line — it never crashes."""
+    result = parse_routing(text.encode("utf-8", "surrogatepass"), "t.yaml")
+    assert (result.table is None) == bool(result.errors)
+    assert all(p.line >= 1 and p.column >= 1 for p in result.problems)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, len(REPOSITORY_TABLE) - 1),
+    st.integers(0, 40),
+    st.text(alphabet=st.sampled_from(list(" :-[]{}*?!#'\"\n,&xK1")), max_size=12),
+)
+def test_mutated_repository_table_gives_a_table_or_located_problems(
+    start: int, length: int, insert: str
+) -> None:
+    """Random edits of the real table (what an operator's typo looks like) never crash it."""
+    text = REPOSITORY_TABLE[:start] + insert + REPOSITORY_TABLE[start + length :]
+    result = parse_routing(text.encode(), "t.yaml")
+    assert (result.table is None) == bool(result.errors)
