@@ -71,6 +71,16 @@ def _args(name: str, values: Mapping[str, Any]) -> tuple[Any, ...]:
     return (sql, *(values[n] for n in names))
 
 
+async def _execute_many(
+    conn: asyncpg.Connection, name: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """One statement for many rows in one round trip (the audit entries and jobs of a
+    transaction)."""
+    if rows:
+        sql, names = _QUERIES[name]
+        await conn.executemany(sql, [[row[n] for n in names] for row in rows])
+
+
 def _closed(exc: asyncpg.exceptions.InterfaceError) -> bool:
     """asyncpg reports a connection lost under it as a plain InterfaceError."""
     return any(
@@ -198,8 +208,9 @@ class PostgresStore:
                     "another content (digest differs)"
                 )
             await conn.execute(*_args("insert_receipt", vars(receipt)))
-            for job in jobs:
-                await conn.execute(*_args("insert_job", {**vars(job), "now": job.next_attempt}))
+            await _execute_many(
+                conn, "insert_job", [{**vars(j), "now": j.next_attempt} for j in jobs]
+            )
             await self._append(conn, events)
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
             return Accepted(True, receipt.body)
@@ -224,8 +235,8 @@ class PostgresStore:
             return
         await conn.execute(*_args("audit_lock", {}))
         head = await conn.fetchrow(*_args("audit_head", {}))
-        for entry in self.auditor.entries(events, (head["seq"], head["hash"]) if head else None):
-            await conn.execute(*_args("audit_append", entry.as_row()))
+        entries = self.auditor.entries(events, (head["seq"], head["hash"]) if head else None)
+        await _execute_many(conn, "audit_append", [e.as_row() for e in entries])
 
     async def audit(self, events: Sequence[AuditEvent]) -> None:
         await self._run(lambda c: self._append(c, events), write=True)
