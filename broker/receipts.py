@@ -23,7 +23,7 @@ from lxml import etree
 from broker import clock, xmlsafe
 from broker.errors import CertificateUntrusted, GatewayError, SignatureInvalid
 from broker.signing import xmldsig
-from broker.signing.trust import GatewayIdentity
+from broker.signing.trust import GatewayIdentity, verified_chain
 
 RCPT = "urn:eaeu:gateway:receipt:v1"
 SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
@@ -139,13 +139,6 @@ def _read(root: etree._Element) -> Receipt:
     )
 
 
-def _require_digital_signature(
-    policy: verification.Policy, cert: x509.Certificate, usage: x509.KeyUsage | None
-) -> None:
-    if usage is None or not usage.digital_signature:
-        raise ValueError("the receipt signer's certificate lacks digitalSignature")
-
-
 def verify_receipt(data: bytes, trusted: Sequence[x509.Certificate]) -> CheckedReceipt:
     """Check a receipt's signature and its signer's chain to ``trusted`` at IssuedAt.
 
@@ -163,19 +156,10 @@ def verify_receipt(data: bytes, trusted: Sequence[x509.Certificate]) -> CheckedR
         issued = clock.parse_time(receipt.issued_at)
     except ValueError as exc:
         raise SignatureInvalid(f"IssuedAt {receipt.issued_at!r} is not a UTC time") from exc
-    policy = verification.ExtensionPolicy.permit_all().require_present(
-        x509.KeyUsage, verification.Criticality.AGNOSTIC, _require_digital_signature
-    )
-    builder = (
-        verification.PolicyBuilder()
-        .store(verification.Store(list(trusted)))
-        .time(issued)
-        .extension_policies(
-            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=policy
-        )
-    )
     try:
-        builder.build_client_verifier().verify(checked.certificate, list(checked.chain))
+        verified_chain(
+            checked.certificate, checked.chain, verification.Store(list(trusted)), issued
+        )
     except verification.VerificationError as exc:
         raise CertificateUntrusted(
             f"the receipt's signing certificate does not chain to the trusted CA at "

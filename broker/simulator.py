@@ -10,6 +10,7 @@ Delivered/Failed receipts the gateway pushes.
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 
 from aiohttp import web
 from cryptography import x509
+from cryptography.x509 import verification
 
 from broker import clock, xmlsafe
 from broker.envelope import DS, WSSE
 from broker.errors import GatewayError
 from broker.signing import xmldsig
-from broker.signing.trust import TrustStore
+from broker.signing.trust import TrustStore, verified_chain
 
 
 @dataclass
@@ -125,16 +127,10 @@ def _gateway_ca(certs: Path) -> tuple[x509.Certificate, ...]:
     return tuple(x509.load_pem_x509_certificates((certs / "gateway" / "ca.pem").read_bytes()))
 
 
-def _chains(cert: x509.Certificate, cas: tuple[x509.Certificate, ...], now: object) -> bool:
-    from cryptography.x509 import verification
-
+def _chains(cert: x509.Certificate, cas: tuple[x509.Certificate, ...], now: dt.datetime) -> bool:
     try:
-        builder = verification.PolicyBuilder().store(verification.Store(list(cas)))
-        policy = verification.ExtensionPolicy.permit_all()
-        builder.time(now).extension_policies(  # type: ignore[arg-type]
-            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=policy
-        ).build_client_verifier().verify(cert, [])
-    except (verification.VerificationError, ValueError):
+        verified_chain(cert, (), verification.Store(list(cas)), now)
+    except verification.VerificationError:
         return False
     return True
 

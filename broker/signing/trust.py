@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,27 @@ _EE_POLICY = verification.ExtensionPolicy.permit_all().require_present(
     x509.KeyUsage, verification.Criticality.AGNOSTIC, _require_digital_signature
 )
 _CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca()
+
+
+def verified_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    store: verification.Store,
+    at: dt.datetime,
+) -> list[x509.Certificate]:
+    """The chain from ``leaf`` to a CA of ``store``, valid at ``at``, under the gateway's one
+    policy (WebPKI CA profile; digitalSignature on the end entity). Raises VerificationError.
+
+    Participants' certificates, the receipt signer and destinations' checks all go through
+    here, so there is one certificate policy to read and change."""
+    builder = (
+        verification.PolicyBuilder()
+        .store(store)
+        .time(at)
+        .max_chain_depth(MAX_CHAIN_DEPTH)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+    )
+    return builder.build_client_verifier().verify(leaf, list(intermediates)).chain
 
 
 def _read_pems(path: Path) -> list[x509.Certificate]:
@@ -149,20 +170,12 @@ class TrustStore:
                 f"{describe(leaf)} is not valid at {at:%Y-%m-%dT%H:%M:%SZ} (valid "
                 f"{leaf.not_valid_before_utc:%Y-%m-%d} to {leaf.not_valid_after_utc:%Y-%m-%d})"
             )
-        builder = (
-            verification.PolicyBuilder()
-            .store(store)
-            .time(at)
-            .max_chain_depth(MAX_CHAIN_DEPTH)
-            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-        )
         try:
-            verified = builder.build_client_verifier().verify(leaf, list(intermediates))
+            chain = verified_chain(leaf, intermediates, store, at)
         except verification.VerificationError as exc:
             raise CertificateUntrusted(
                 f"{describe(leaf)} does not chain to a CA of {country}: {exc}"
             ) from exc
-        chain = verified.chain
         self._check_revocation(chain)
         self._chains[key] = _Window(
             max(c.not_valid_before_utc for c in chain), min(c.not_valid_after_utc for c in chain)
