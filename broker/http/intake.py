@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
-from cryptography import x509
 
 from broker import clock
 from broker.errors import CertificateUntrusted, TooLarge, UnsupportedMediaType
 from broker.intake import Gateway, TlsIdentity, receive
+from broker.signing.xmldsig import certificate_from_der
 from broker.store.base import StoreUnavailable
 
 log = logging.getLogger("broker.http")
@@ -59,7 +59,7 @@ def _tls_identity(request: web.Request) -> TlsIdentity:
     der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
     if not der:
         return TlsIdentity(None, CertificateUntrusted("no TLS client certificate"))
-    certificate = x509.load_der_x509_certificate(der)
+    certificate = certificate_from_der(der)
     try:
         participant = gateway.trust.identify(
             certificate, (), gateway.routing.table.participants, clock.now()

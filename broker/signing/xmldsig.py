@@ -100,8 +100,10 @@ def id_index(root: etree._Element) -> dict[str, etree._Element]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _certificate(der: bytes) -> x509.Certificate:
-    # Parsing is cached: the same few participant certificates arrive on every message.
+def certificate_from_der(der: bytes) -> x509.Certificate:
+    """A parsed certificate, cached by its DER bytes: the same few participant certificates
+    arrive on every message and every TLS connection, and the same object keeps the
+    fingerprint cache of broker.signing.trust warm."""
     return x509.load_der_x509_certificate(der)
 
 
@@ -268,7 +270,7 @@ def _key_info_certificates(key_info: etree._Element) -> list[x509.Certificate]:
     if not certs or any(c.tag != _ds("X509Certificate") for c in certs):
         raise SignatureInvalid("X509Data must hold X509Certificate elements only")
     try:
-        return [_certificate(_b64(c, "X509Certificate")) for c in certs]
+        return [certificate_from_der(_b64(c, "X509Certificate")) for c in certs]
     except ValueError as exc:
         raise SignatureInvalid(f"X509Certificate is not a DER certificate: {exc}") from exc
 
