@@ -80,9 +80,8 @@ def entry_hash(
 class Auditor:
     """Turns events into signed chain entries (used by the stores inside their transactions)."""
 
-    def __init__(self, identity: GatewayIdentity, enabled: bool = True) -> None:
+    def __init__(self, identity: GatewayIdentity) -> None:
         self.identity = identity
-        self.enabled = enabled
 
     def _sign(self, digest_hex: str) -> str:
         data = bytes.fromhex(digest_hex)
@@ -95,8 +94,6 @@ class Auditor:
 
     def entries(self, events: Sequence[AuditEvent], head: tuple[int, str] | None) -> list[Entry]:
         """Chain ``events`` after ``head`` (seq, hash of the last entry; None for an empty log)."""
-        if not self.enabled:
-            return []
         seq, prev = head if head is not None else (0, GENESIS)
         out: list[Entry] = []
         at = clock.format_time(clock.now())

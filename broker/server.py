@@ -96,7 +96,8 @@ class GatewayServer:
         routing = RoutingHolder.load(s.routing)
         trust = TrustStore.load(s.certs)
         identity = GatewayIdentity.load(s.certs)
-        store = open_store(s.store, Auditor(identity, enabled=s.audit))
+        # Without an auditor the stores write no audit entries (--no-audit, to measure it).
+        store = open_store(s.store, Auditor(identity) if s.audit else None)
         await store.open()
         await store.audit(
             [
@@ -170,6 +171,8 @@ class GatewayServer:
         and then daily."""
         metrics = self.gateway.metrics
         last_warning = 0.0
+        # certs/ is read once at start-up, like the trust store: only the days left change.
+        watched = list(certificates(self.settings.certs))
         while not self._stopped.is_set():
             try:
                 counts = await self.gateway.store.counts()
@@ -182,7 +185,7 @@ class GatewayServer:
             metrics.leases_held.set(self.worker.leases_held)
             now = clock.now()
             warn = time.monotonic() - last_warning > CERTIFICATE_WARNING_INTERVAL
-            for item in certificates(self.settings.certs):
+            for item in watched:
                 days = item.days_left(now)
                 subject = item.certificate.subject.rfc4514_string()
                 metrics.certificate_days.labels(item.role, subject).set(round(days, 2))
