@@ -29,7 +29,6 @@ INT = "urn:EEC:Interaction:v1.0"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 DS = "http://www.w3.org/2000/09/xmldsig#"
-NSMAP = {"soap": SOAP, "wsa": WSA, "int": INT, "wsse": WSSE, "wsu": WSU, "ds": DS}
 
 WSU_ID = f"{{{WSU}}}Id"
 MEMBER_SEGMENTS = ("EEC", "AM", "BY", "KZ", "KG", "RU")

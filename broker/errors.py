@@ -23,6 +23,9 @@ The tree::
     │   └── DeliveryExpired           DELIVERY_EXPIRED
     └── ConfigError                   a broken routing table, catalog, or certs/ folder (exit 2)
 
+The refusals are listed in the SPEC §8 order of precedence: where several apply, the first wins.
+The intake pipeline's stage order (broker/intake.py) is what enforces it.
+
 Errors from the libraries underneath (lxml, xmlschema, cryptography, yaml) are translated into
 this tree at the stage that calls them, with ``raise ... from exc``, so the HTTP layer and the CLI
 map errors in exactly one place.
@@ -31,24 +34,6 @@ map errors in exactly one place.
 from __future__ import annotations
 
 from typing import ClassVar
-
-# SPEC §8: where several codes apply, the first in this order wins.
-PRECEDENCE: tuple[str, ...] = (
-    "TOO_LARGE",
-    "UNSUPPORTED_MEDIA_TYPE",
-    "MALFORMED_XML",
-    "NOT_AN_ENVELOPE",
-    "ENVELOPE_INVALID",
-    "UNKNOWN_DOCUMENT",
-    "SCHEMA_INVALID",
-    "SIGNATURE_MISSING",
-    "SIGNATURE_INVALID",
-    "CERTIFICATE_UNTRUSTED",
-    "SENDER_MISMATCH",
-    "NO_ROUTE",
-    "ROUTE_DENIED",
-    "DUPLICATE_CONFLICT",
-)
 
 
 class GatewayError(Exception):

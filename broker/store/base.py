@@ -9,7 +9,6 @@ expired lease can be taken over, so a job survives the crash of its holder.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -277,7 +276,3 @@ def open_store(url: str, auditor: Auditor | None = None) -> Store:
 
         return PostgresStore(url, auditor=auditor)
     raise ConfigError(f"unknown store URL {url!r} (sqlite:///path or postgresql://…)")
-
-
-def epoch(moment: dt.datetime) -> float:
-    return moment.timestamp()
