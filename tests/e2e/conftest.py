@@ -18,6 +18,7 @@ from broker.delivery.worker import WorkerSettings
 from broker.server import GatewayServer, ServeSettings
 from broker.simulator import SingleWindow
 from tests.conftest import ROOT
+from tests.e2e.nodes import participant_context
 from tests.pki_support import Pki
 
 ROUTING = """\
@@ -70,10 +71,7 @@ class Exchange:
         return f"https://127.0.0.1:{self.server.intake_port}"
 
     def client_context(self, participant: str) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.pki.folder / "gateway" / "ca.pem"))
-        identity = self.pki.folder / "participants" / participant
-        context.load_cert_chain(identity / "cert.pem", identity / "key.pem")
-        return context
+        return participant_context(self.pki, participant)
 
     async def request(
         self,

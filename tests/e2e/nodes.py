@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from broker.send import client_context
 from tests.conftest import ROOT
 from tests.pki_support import Pki, sign_as
 
@@ -81,10 +82,10 @@ async def start_node(
 
 
 def participant_context(pki: Pki, participant: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.folder / "gateway" / "ca.pem"))
     identity = pki.folder / "participants" / participant
-    context.load_cert_chain(identity / "cert.pem", identity / "key.pem")
-    return context
+    return client_context(
+        identity / "key.pem", identity / "cert.pem", pki.folder / "gateway" / "ca.pem"
+    )
 
 
 async def post(
