@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -109,6 +110,20 @@ def _metric(text: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+async def _scrape_until(
+    exchange: Exchange, condition: Callable[[str], bool], timeout: float = 10.0
+) -> str:
+    """Scrape /metrics until ``condition`` holds for the text; fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        text = (await exchange.admin("GET", "/metrics"))[1].decode()
+        if condition(text):
+            return text
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"metrics did not reach the expected values:\n{text}")
+        await asyncio.sleep(0.02)
+
+
 async def test_metrics_move_with_traffic(exchange: Exchange) -> None:
     """Scrape before and after traffic: counters, histograms and the routing gauge move."""
     before = (await exchange.admin("GET", "/metrics"))[1].decode()
@@ -118,7 +133,17 @@ async def test_metrics_move_with_traffic(exchange: Exchange) -> None:
         sign_as(exchange.pki, "KZ-SW", edit=lambda t: t.replace("9405210000", "94052100X0")),
     )
     await wait_for(lambda: len(exchange.windows["KZ-SW"].receipts) == 2)
-    after = (await exchange.admin("GET", "/metrics"))[1].decode()
+    # The window holds the pushed receipt a moment before the worker counts the push (and the
+    # delivery's duration): wait for the counters themselves, not for what they count.
+    after = await _scrape_until(
+        exchange,
+        lambda text: (
+            _metric(text, 'broker_receipts_pushed_total{outcome="delivered"}') >= 2
+            and _metric(text, "broker_delivery_seconds_count") >= 2
+            and _metric(text, 'broker_deliveries_total{destination="RU-SW",outcome="delivered"}')
+            >= 1
+        ),
+    )
     assert (
         _metric(after, "broker_messages_accepted_total")
         == _metric(before, "broker_messages_accepted_total") + 1
