@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from broker.envelope import INT, SOAP, WSA, WSU, WSU_ID
+from broker import clock
+from broker.envelope import INT, SIGNAL, SIGNALS, SOAP, WSA, WSU, WSU_ID, Envelope
 from broker.xmlsafe import parse
 
 
@@ -63,3 +64,28 @@ def compose_envelope(document: bytes, addressing: Addressing) -> bytes:
     etree.indent(envelope, space="  ")
     data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
     return data
+
+
+def signal_answering(envelope: Envelope, code: str, reply_to: str) -> bytes:
+    """An unsigned transport signal (SPEC §1, e.g. ``P.MSG.PRS``) answering ``envelope``.
+
+    It goes to the answered message's wsa:ReplyTo, relates to its MessageID, keeps its
+    ProcedureID and ConversationID, and carries the signal code in place of the message code
+    of the Action, as the EEC's own platform writes them. ``reply_to`` is the answerer's
+    address."""
+    root_name = next(name for name, signal in SIGNALS.items() if signal == code)
+    document = etree.Element(f"{{{SIGNAL}}}{root_name}", nsmap={"sgn": SIGNAL})
+    etree.SubElement(document, f"{{{SIGNAL}}}SignalId").text = str(uuid.uuid4())
+    etree.SubElement(document, f"{{{SIGNAL}}}DateTime").text = clock.format_time(clock.now())
+    action = envelope.action_parts
+    return compose_envelope(
+        etree.tostring(document),
+        Addressing(
+            to=envelope.reply_to.value,
+            reply_to=reply_to,
+            action=action.text.rsplit("/", 1)[0] + f"/{code}",
+            relates_to=envelope.message_id.value,
+            procedure_id=envelope.procedure_id.value if envelope.procedure_id else None,
+            conversation_id=envelope.conversation_id.value if envelope.conversation_id else None,
+        ),
+    )

@@ -26,18 +26,23 @@ SOAP = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 WSA = "http://www.w3.org/2005/08/addressing"
 INT = "urn:EEC:Interaction:v1.0"
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecext-1.0.xsd"
+# OASIS WSS 1.0, as every real stack writes it (SPEC v1.1 §1; v1 misspelt it "wssecext").
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 DS = "http://www.w3.org/2000/09/xmldsig#"
+SIGNAL = "urn:EEC:signal:v1.0"
 
 WSU_ID = f"{{{WSU}}}Id"
+PLAIN_ID = "Id"  # the unqualified spelling node-soap writes by default (SPEC §2)
 MEMBER_SEGMENTS = ("EEC", "AM", "BY", "KZ", "KG", "RU")
 
 UUID_RE = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 URN_UUID = re.compile(rf"urn:uuid:{UUID_RE}")
 PROCEDURE_IDS = re.compile(rf"urn:uuid:{UUID_RE}(/urn:uuid:{UUID_RE})*")
 PROCESS_RE = r"P\.[A-Z]{2}\.[0-9]{2}"
-PARTICIPANT_RE = r"P(\.[A-Z]{2}\.[0-9]{2})?\.ACT\.[0-9]{3}"
+# The suffix is seen in real traffic: P.CC.05.ACT.022AT. routing/forms.py holds the same grammar
+# as an automaton; tests/routing/test_forms.py holds the two equal.
+PARTICIPANT_RE = r"P(\.[A-Z]{2}\.[0-9]{2})?\.ACT\.[0-9]{3}[A-Z0-9]{0,4}"
 ADDRESS = re.compile(
     rf"EAEU://(?P<segment>{'|'.join(MEMBER_SEGMENTS)})/CP/(?P<process>{PROCESS_RE})"
     rf"/(?P<participant>{PARTICIPANT_RE})"
@@ -50,15 +55,36 @@ ACTION = re.compile(
 )
 EDOC_CODE = re.compile(r"R(\.[A-Z]{2}\.[A-Z]{2}\.[0-9]{2})?\.[0-9]{3}")
 INF_ENVELOPE_CODE = re.compile(r"P\.[A-Z]{2}\.[0-9]{2}\.MSG\.[0-9]{3}")
+TRACK_ID = re.compile(rf"urn:uuid:{UUID_RE}|[A-Za-z0-9:._-]{{1,128}}")
+XS_DATETIME = re.compile(
+    r"-?[0-9]{4,}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:"
+    r"[0-5][0-9](\.[0-9]+)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
+)
+
+# Transport signals of Decision No. 5 (SPEC §1): body element in urn:EEC:signal:v1.0 → the code
+# the Action's last part must carry.
+SIGNALS = {
+    "DeliveryReceipt": "P.MSG.RCV",
+    "ProcessingReceipt": "P.MSG.PRS",
+    "ValidationError": "P.MSG.ERR",
+}
+
+
+def element_id(element: etree._Element) -> str | None:
+    """The Id a reference may name an element by: its ``wsu:Id``, else an unqualified ``Id``.
+
+    (An element carrying both is refused by the signature stage's Id index.)"""
+    value: str | None = element.get(WSU_ID) or element.get(PLAIN_ID)
+    return value
 
 
 @dataclass(frozen=True)
 class Header:
-    """One header block: its display name, text value, ``wsu:Id`` and element."""
+    """One header block: its display name, text value, Id (``wsu:Id`` or ``Id``) and element."""
 
     name: str
     value: str
-    wsu_id: str | None
+    ref_id: str | None
     element: etree._Element
 
 
@@ -95,6 +121,13 @@ class Document:
     edoc_id: str | None
     edoc_datetime: str | None
     inf_envelope_code: str | None
+    signal: str | None = None
+    """The signal code (``P.MSG.PRS``…) when the body is a transport signal (SPEC §1)."""
+
+    @property
+    def code(self) -> str | None:
+        """What the catalog registers and routing's ``document`` matches: EDocCode or signal."""
+        return self.signal or self.edoc_code
 
 
 @dataclass(frozen=True)
@@ -109,6 +142,9 @@ class Envelope:
     relates_to: Header | None
     procedure_id: Header | None
     conversation_id: Header | None
+    integration: Header | None
+    """A sender's upstream ``int:Integration`` (value: its TrackID); never signed, replaced
+    when forwarded (SPEC §1, §3)."""
     security: etree._Element | None
     body: etree._Element
     body_id: str | None
@@ -124,6 +160,10 @@ class Envelope:
         required = (self.message_id, self.to, self.reply_to, self.action)
         return required + tuple(h for h in optional if h is not None)
 
+    @property
+    def upstream_track_id(self) -> str | None:
+        return self.integration.value if self.integration is not None else None
+
 
 # Header element → (display name, required)
 _HEADERS: dict[str, tuple[str, bool]] = {
@@ -134,6 +174,7 @@ _HEADERS: dict[str, tuple[str, bool]] = {
     f"{{{WSA}}}RelatesTo": ("wsa:RelatesTo", False),
     f"{{{INT}}}ProcedureID": ("int:ProcedureID", False),
     f"{{{INT}}}ConversationID": ("int:ConversationID", False),
+    f"{{{INT}}}Integration": ("int:Integration", False),
     f"{{{WSSE}}}Security": ("wsse:Security", False),
 }
 
@@ -199,6 +240,13 @@ def _find_structure(root: etree._Element) -> tuple[dict[str, etree._Element], et
 
 def _document(element: etree._Element) -> Document:
     qname = etree.QName(element)
+    if qname.namespace == SIGNAL:
+        code = SIGNALS.get(qname.localname)
+        if code is None:
+            raise EnvelopeInvalid(
+                f"{qname.localname!r} is not a signal of {SIGNAL} ({', '.join(SIGNALS)})"
+            )
+        return Document(element, SIGNAL, qname.localname, None, None, None, None, code)
     fields: dict[str, str] = {}
     header = next((c for c in _children(element) if _local(c) == "EDocHeader"), None)
     for child in _children(header if header is not None else element):
@@ -226,14 +274,14 @@ def parse_envelope(root: etree._Element) -> Envelope:
     """Check the SPEC §1 rules on a parsed tree and return the frozen Envelope."""
     blocks, body = _find_structure(root)
 
+    body_element = _children(body)[0]
+    if etree.QName(body_element).namespace == SIGNAL and f"{{{WSA}}}RelatesTo" not in blocks:
+        raise NotAnEnvelope(f"signal {etree.QName(body_element).localname} without wsa:RelatesTo")
+
     for tag, block in blocks.items():
-        if tag == f"{{{INT}}}Integration":
-            raise EnvelopeInvalid(
-                f"int:Integration (line {block.sourceline}) is stamped by the gateway; "
-                "a sender must not send it"
-            )
         if tag not in _HEADERS:
             raise EnvelopeInvalid(f"unknown header block {tag} (line {block.sourceline})")
+    _refuse_signed_integration(blocks)
 
     def header(tag: str) -> Header | None:
         block = blocks.get(tag)
@@ -245,9 +293,11 @@ def parse_envelope(root: etree._Element) -> Envelope:
             if len(addresses) != 1 or len(_children(block)) != 1:
                 raise NotAnEnvelope("wsa:ReplyTo must hold exactly one wsa:Address")
             value = _simple_value("wsa:ReplyTo/wsa:Address", addresses[0])
+        elif tag == f"{{{INT}}}Integration":
+            value = _upstream_track_id(block)
         else:
             value = _simple_value(name, block)
-        return Header(name, value, block.get(WSU_ID), block)
+        return Header(name, value, element_id(block), block)
 
     def required(tag: str) -> Header:
         found = header(tag)
@@ -261,6 +311,7 @@ def parse_envelope(root: etree._Element) -> Envelope:
     relates_to = header(f"{{{WSA}}}RelatesTo")
     procedure_id = header(f"{{{INT}}}ProcedureID")
     conversation_id = header(f"{{{INT}}}ConversationID")
+    integration = header(f"{{{INT}}}Integration")
 
     for uuid_header in (message_id, relates_to, conversation_id):
         if uuid_header is not None and not URN_UUID.fullmatch(uuid_header.value):
@@ -294,7 +345,8 @@ def parse_envelope(root: etree._Element) -> Envelope:
             f"{to_address.process}"
         )
 
-    document = _document(_children(body)[0])
+    document = _document(body_element)
+    _check_signal(document, action_parts)
     if (
         document.inf_envelope_code is not None
         and document.inf_envelope_code != action_parts.message
@@ -313,11 +365,64 @@ def parse_envelope(root: etree._Element) -> Envelope:
         relates_to=relates_to,
         procedure_id=procedure_id,
         conversation_id=conversation_id,
+        integration=integration,
         security=blocks.get(f"{{{WSSE}}}Security"),
         body=body,
-        body_id=body.get(WSU_ID),
+        body_id=element_id(body),
         document=document,
         to_address=to_address,
         reply_address=reply_address,
         action_parts=action_parts,
     )
+
+
+def _upstream_track_id(block: etree._Element) -> str:
+    """Check an upstream ``int:Integration`` (SPEC §1) and return its TrackID."""
+    where = f"int:Integration (line {block.sourceline})"
+    parts: dict[str, str] = {}
+    for child in _children(block):
+        name = _local(child) if child.tag.startswith(f"{{{INT}}}") else str(child.tag)
+        if name not in ("TrackID", "AcceptTime") or name in parts:
+            raise EnvelopeInvalid(
+                f"{where} may hold int:TrackID and int:AcceptTime once each, not {name}"
+            )
+        parts[name] = _simple_value(f"{where}/int:{name}", child)
+    if _has_text(block) or "TrackID" not in parts or "AcceptTime" not in parts:
+        raise EnvelopeInvalid(f"{where} must hold int:TrackID and int:AcceptTime, and no text")
+    if not TRACK_ID.fullmatch(parts["TrackID"]):
+        raise EnvelopeInvalid(
+            f"{where}: TrackID {parts['TrackID']!r} is neither urn:uuid:… nor 1 to 128 of "
+            "[A-Za-z0-9:._-]"
+        )
+    if not XS_DATETIME.fullmatch(parts["AcceptTime"]):
+        raise EnvelopeInvalid(f"{where}: AcceptTime {parts['AcceptTime']!r} is not an xs:dateTime")
+    return parts["TrackID"]
+
+
+def _refuse_signed_integration(blocks: dict[str, etree._Element]) -> None:
+    """A sender's ``int:Integration`` must not be covered by its signature: the gateway replaces
+    it with its own stamp, which would break a signature over it (SPEC §1)."""
+    block = blocks.get(f"{{{INT}}}Integration")
+    security = blocks.get(f"{{{WSSE}}}Security")
+    if block is None or security is None:
+        return
+    ids = {v for v in (block.get(WSU_ID), block.get(PLAIN_ID)) if v}
+    uris = {f"#{i}" for i in ids}
+    for reference in security.iterfind(f"{{{DS}}}Signature/{{{DS}}}SignedInfo/{{{DS}}}Reference"):
+        if reference.get("URI") in uris:
+            raise EnvelopeInvalid(
+                f"int:Integration (line {block.sourceline}) is covered by the sender's "
+                "signature; the gateway replaces it with its own stamp, so it must stay unsigned"
+            )
+
+
+def _check_signal(document: Document, action: Action) -> None:
+    """A signal's Action names its code (SPEC §1). (A signal Action over a business document
+    was accepted by v1 and still is: the rule binds the signal bodies.)"""
+    if document.signal is None:
+        return
+    if action.message != document.signal:
+        raise EnvelopeInvalid(
+            f"wsa:Action message {action.message} differs from the body's signal "
+            f"{document.root} ({document.signal})"
+        )

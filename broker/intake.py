@@ -12,6 +12,7 @@ its delivery jobs and the receipt itself are committed.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from broker import clock, xmlsafe
 from broker.audit import AuditEvent
 from broker.envelope import WSA
-from broker.errors import CertificateUntrusted, RefusalError
+from broker.errors import CertificateUntrusted, EnvelopeInvalid, RefusalError
 from broker.metrics import Metrics
 from broker.receipts import Receipt, build_receipt, refusal_errors, sha256_b64
 from broker.routing.holder import RoutingHolder
@@ -30,7 +31,7 @@ from broker.schemas import Catalog
 from broker.signing.sign import countersign
 from broker.signing.trust import GatewayIdentity, TrustStore
 from broker.signing.verify import Verified, verify_sender
-from broker.store.base import NewJob, NewMessage, Store, StoredReceipt
+from broker.store.base import NewJob, NewMessage, RelatedMessage, Store, StoredReceipt
 from broker.validation import check_document
 
 log = logging.getLogger("broker.intake")
@@ -96,7 +97,16 @@ class _Ready:
                     "destinations": [j.destination for j in self.jobs],
                 },
             ),
-            AuditEvent("accepted", m.message_id, m.track_id, detail={"sender": m.sender}),
+            AuditEvent(
+                "accepted",
+                m.message_id,
+                m.track_id,
+                detail={
+                    "sender": m.sender,
+                    "coverage": self.verified.coverage,
+                    "upstream_track_id": m.upstream_track_id,
+                },
+            ),
             AuditEvent(
                 "receipt_issued",
                 m.message_id,
@@ -122,22 +132,72 @@ def _message_id_if_readable(data: bytes) -> str | None:
     return xmlsafe.text_value(found) if found is not None else None
 
 
-def _prepare(gw: Gateway, body: bytes, tls: TlsIdentity) -> _Ready:
-    """parse → envelope → schema → signature → route, then countersign and the receipt.
+@dataclass(frozen=True)
+class _Context:
+    """What one message is judged by: one time and one routing table throughout."""
 
-    Runs in a worker thread: it is all CPU (lxml, cryptography)."""
-    now = clock.now()
-    table = gw.routing.table  # one table for the whole message; its digest goes in the receipt
+    now: dt.datetime
+    table: RoutingTable
+
+
+def _verify(gw: Gateway, body: bytes, tls: TlsIdentity, ctx: _Context) -> Verified:
+    """parse → envelope → schema → signature (CPU: run in a worker thread)."""
     validated = check_document(body, gw.catalog, gw.limits)  # parse, envelope, schema
     verified = verify_sender(  # signature: SIGNATURE_*, CERTIFICATE_UNTRUSTED, SENDER_MISMATCH
         validated,
         gw.trust,
-        table.participants,
-        at=now,
+        ctx.table.participants,
+        at=ctx.now,
         tls_participant=tls.participant if tls.error is None else None,
     )
     if tls.error is not None:
         raise tls.error
+    return verified
+
+
+def _answers(verified: Verified) -> str | None:
+    """The MessageID a signal answers, whose stored message the signal must fit (SPEC §1)."""
+    envelope = verified.envelope
+    if envelope.document.signal is None or envelope.relates_to is None:
+        return None
+    return envelope.relates_to.value
+
+
+def check_related(verified: Verified, related: list[RelatedMessage]) -> None:
+    """A signal answering a stored message comes from one of its destinations and is
+    addressed to its sender's wsa:ReplyTo; one naming no stored message is routed by wsa:To."""
+    if not related:
+        return
+    envelope = verified.envelope
+    sender = verified.sender.id
+    if any(sender in m.destinations and envelope.to.value == m.reply_to for m in related):
+        return
+    answered = envelope.relates_to.value if envelope.relates_to else "?"
+    if not any(sender in m.destinations for m in related):
+        raise EnvelopeInvalid(
+            f"signal {envelope.document.signal} answers {answered}, which was not delivered to "
+            f"{sender}; only its destinations may answer it"
+        )
+    expected = ", ".join(sorted({m.reply_to or "?" for m in related if sender in m.destinations}))
+    raise EnvelopeInvalid(
+        f"signal {envelope.document.signal} answers {answered} but wsa:To is "
+        f"{envelope.to.value}, not that message's wsa:ReplyTo {expected}"
+    )
+
+
+def _prepare(gw: Gateway, body: bytes, tls: TlsIdentity, ctx: _Context) -> _Ready | Verified:
+    """The CPU stages in one worker-thread hop; a signal answering a message stops after the
+    signature, for its store check (:func:`check_related`) before it is routed."""
+    verified = _verify(gw, body, tls, ctx)
+    if _answers(verified) is not None:
+        return verified
+    return _forward(gw, verified, ctx)
+
+
+def _forward(gw: Gateway, verified: Verified, ctx: _Context) -> _Ready:
+    """route, then countersign and the receipt (CPU: run in a worker thread)."""
+    now, table = ctx.now, ctx.table
+    body = verified.validated.raw
     decision = table.route(verified.facts)  # route: NO_ROUTE, ROUTE_DENIED
     track_id = f"urn:uuid:{uuid.uuid4()}"
     accepted_at = clock.format_time(now)
@@ -155,6 +215,7 @@ def _prepare(gw: Gateway, body: bytes, tls: TlsIdentity) -> _Ready:
         route=decision.rule.name,
         table_digest=table.digest,
         destinations=tuple(p.id for p in decision.destinations),
+        coverage="body" if verified.coverage == "body" else None,
     )
     signed_receipt = build_receipt(receipt, gw.identity)
     policy = decision.rule.retry
@@ -186,6 +247,8 @@ def _prepare(gw: Gateway, body: bytes, tls: TlsIdentity) -> _Ready:
         recipient=verified.facts.to,
         raw=body,
         forwarded=forwarded,
+        upstream_track_id=envelope.upstream_track_id,
+        reply_to=envelope.reply_to.value,
     )
     stored = StoredReceipt(
         receipt_id=receipt.receipt_id,
@@ -256,8 +319,16 @@ async def _reject(
 async def receive(gw: Gateway, body: bytes, tls: TlsIdentity) -> Outcome:
     """Run the pipeline on a request body that passed the read stage."""
     loop = asyncio.get_running_loop()
+    # One table for the whole message: its digest goes in the receipt.
+    ctx = _Context(clock.now(), gw.routing.table)
     try:
-        ready = await loop.run_in_executor(gw.cpu, _prepare, gw, body, tls)
+        prepared = await loop.run_in_executor(gw.cpu, _prepare, gw, body, tls, ctx)
+        if isinstance(prepared, Verified):
+            answers = _answers(prepared)
+            assert answers is not None
+            check_related(prepared, await gw.store.related(answers))
+            prepared = await loop.run_in_executor(gw.cpu, _forward, gw, prepared, ctx)
+        ready = prepared
     except RefusalError as exc:
         return await _reject(gw, body, tls, exc)
     try:

@@ -55,6 +55,8 @@ class Receipt:
     acknowledgement_digest: str | None = None
     errors: tuple[tuple[str, str], ...] = ()
     """(SPEC §8 code, what and where) pairs; on Rejected and Failed."""
+    coverage: str | None = None
+    """``body`` on the Accepted receipt of a sender whose signature covers only the Body."""
 
 
 def _element(
@@ -92,6 +94,8 @@ def build_receipt(receipt: Receipt, gateway: GatewayIdentity) -> bytes:
         )
     for code, text in receipt.errors:
         _element(root, "Error", text, code=code)
+    if receipt.coverage is not None:
+        _element(root, "Coverage", receipt.coverage)
     xmldsig.sign(root, [("", root)], gateway.key, gateway.certificate_der, enveloped=True)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")  # type: ignore[no-any-return]
 
@@ -136,6 +140,7 @@ def _read(root: etree._Element) -> Receipt:
         errors=tuple(
             (e.get("code") or "", xmlsafe.text_value(e)) for e in root.findall(f"{{{RCPT}}}Error")
         ),
+        coverage=_text(root, "Coverage"),
     )
 
 
@@ -194,6 +199,8 @@ def describe(receipt: Receipt) -> list[str]:
     if receipt.acknowledgement_digest:
         lines.append(f"ack digest    sha256 {receipt.acknowledgement_digest}")
     lines.extend(f"error         {code}: {text}" for code, text in receipt.errors)
+    if receipt.coverage:
+        lines.append(f"coverage      {receipt.coverage} (headers vouched for by TLS identity)")
     return lines
 
 

@@ -62,11 +62,14 @@ def read_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
         if not schema.is_relative_to(folder.resolve()):
             raise ConfigError(f"{path}: documents[{index}]: schema must lie inside {folder}")
         entries.append(CatalogEntry(item["code"], item["namespace"], item["root"], schema))
-    for attr in ("code", "namespace"):
-        values = [getattr(e, attr) for e in entries]
+    # An entry is identified by (namespace, root): the three signals share one namespace.
+    for what, values in (
+        ("code", [e.code for e in entries]),
+        ("(namespace, root)", [f"({e.namespace}, {e.root})" for e in entries]),
+    ):
         duplicates = sorted({v for v in values if values.count(v) > 1})
         if duplicates:
-            raise ConfigError(f"{path}: duplicate {attr} {', '.join(duplicates)}")
+            raise ConfigError(f"{path}: duplicate {what} {', '.join(duplicates)}")
     return tuple(entries)
 
 
@@ -84,9 +87,12 @@ class Catalog:
     def __init__(self, folder: Path, entries: tuple[CatalogEntry, ...]) -> None:
         self.folder = folder
         self.entries = entries
-        self._by_namespace = {
-            e.namespace: CompiledDocument(e, _compile(e, folder)) for e in entries
+        self._by_name = {
+            (e.namespace, e.root): CompiledDocument(e, _compile(e, folder)) for e in entries
         }
+        self._roots: dict[str, list[str]] = {}
+        for e in entries:
+            self._roots.setdefault(e.namespace, []).append(e.root)
         self._by_code = {e.code: e for e in entries}
 
     @classmethod
@@ -96,30 +102,31 @@ class Catalog:
 
     def identify(self, document: Document) -> CatalogEntry:
         """The catalog entry of a body document, or UNKNOWN_DOCUMENT saying why not."""
-        compiled = self._by_namespace.get(document.namespace)
+        compiled = self._by_name.get((document.namespace, document.root))
         if compiled is None:
+            roots = self._roots.get(document.namespace)
+            if roots is None:
+                raise UnknownDocument(
+                    f"document namespace {document.namespace!r} is not in the schema catalog"
+                )
             raise UnknownDocument(
-                f"document namespace {document.namespace!r} is not in the schema catalog"
+                f"root element {document.root!r} is not registered for {document.namespace} "
+                f"(registered: {', '.join(roots)})"
             )
         entry = compiled.entry
-        if document.root != entry.root:
-            raise UnknownDocument(
-                f"root element {document.root!r} does not match {entry.root!r} registered "
-                f"for {entry.namespace}"
-            )
-        code = document.edoc_code
+        code = document.code
         if code is not None and code != entry.code:
             known = "registered for another namespace" if code in self._by_code else "unknown"
             raise UnknownDocument(
-                f"EDocCode {code} ({known}) disagrees with namespace {entry.namespace}, "
-                f"registered as {entry.code}"
+                f"{'signal' if document.signal else 'EDocCode'} {code} ({known}) disagrees "
+                f"with namespace {entry.namespace}, registered as {entry.code}"
             )
         return entry
 
     def validate(self, document: Document) -> CatalogEntry:
         """Validate the body document against its schema: UNKNOWN_DOCUMENT or SCHEMA_INVALID."""
         entry = self.identify(document)
-        schema = self._by_namespace[entry.namespace].schema
+        schema = self._by_name[(entry.namespace, entry.root)].schema
         if schema.validate(document.element):
             return entry
         problems = tuple(

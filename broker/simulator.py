@@ -19,12 +19,17 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 from cryptography.x509 import verification
+from cryptography.x509.oid import NameOID
+from lxml import etree
 
 from broker import clock, xmlsafe
-from broker.envelope import DS, WSSE
+from broker.compose import signal_answering
+from broker.envelope import DS, SOAP, WSSE, Envelope, parse_envelope
 from broker.errors import GatewayError
-from broker.signing import xmldsig
+from broker.send import send
+from broker.signing import keyinfo, xmldsig
 from broker.signing.trust import TrustStore, verified_chain
+from broker.tasks import TaskGroup
 
 
 @dataclass
@@ -51,7 +56,15 @@ class SingleWindow:
     verify: bool = True
     port: int = 0
     extra_routes: list[tuple[str, str, Any]] = field(default_factory=list)
+    answer_for: set[str] = field(default_factory=set)
+    """MessageIDs to answer, once received and verified, with a signed P.MSG.PRS signal sent
+    back through the gateway (SPEC §1). A signal itself is never answered."""
+    gateway: str | None = None
+    """The gateway's intake URL, where answers go."""
+    answers: list[tuple[int, bytes]] = field(default_factory=list)
+    """(HTTP status, receipt) of each answer sent."""
     _runner: web.AppRunner | None = None
+    _tasks: TaskGroup = field(default_factory=TaskGroup)
 
     @property
     def endpoint(self) -> str:
@@ -67,11 +80,25 @@ class SingleWindow:
         try:
             root = xmlsafe.parse(body)
             ids = xmldsig.id_index(root)
+            security = root.find(f"{{{SOAP}}}Header/{{{WSSE}}}Security")
             signatures = root.findall(f".//{{{WSSE}}}Security/{{{DS}}}Signature")
             trust = _trust(self.certs)
-            sender = xmldsig.verify(signatures[0], ids)
-            gateway = xmldsig.verify(signatures[1], ids)
             now = clock.now()
+
+            def sender_key(key_info: etree._Element) -> keyinfo.SignerKey:
+                # As a destination: a certificate the sender only named is among the tokens
+                # the gateway embedded (SPEC §3).
+                return keyinfo.resolve(
+                    key_info,
+                    security=security,
+                    ids=ids,
+                    known=None,
+                    at=now,
+                    parse=xmldsig.certificate_from_der,
+                )
+
+            sender = xmldsig.verify(signatures[0], ids, resolve_key=sender_key)
+            gateway = xmldsig.verify(signatures[1], ids)
             sender_ok = any(_chains(sender.certificate, cas, now) for cas in trust.cas.values())
             gateway_ok = _chains(gateway.certificate, _gateway_ca(self.certs), now)
             return Received(body, sender_ok, gateway_ok, None)
@@ -85,8 +112,41 @@ class SingleWindow:
             status = (scripted or self.fail_next).pop(0)
             headers = {"Retry-After": self.retry_after} if self.retry_after else None
             return web.Response(status=status, text=f"simulated {status}\n", headers=headers)
-        self.inbox.append(self._check(body))
+        received = self._check(body)
+        self.inbox.append(received)
+        if self.answer_for and received.sender_verified and received.gateway_verified:
+            envelope = parse_envelope(xmlsafe.parse(body))
+            if envelope.message_id.value in self.answer_for and envelope.document.signal is None:
+                self._tasks.start(self._answer(envelope), f"answer-{envelope.message_id.value}")
         return web.Response(status=200, text="received\n")
+
+    @property
+    def answering(self) -> int:
+        """Answers still being sent."""
+        return len(self._tasks)
+
+    async def _answer(self, envelope: Envelope) -> None:
+        """Answer a delivered message with P.MSG.PRS, as this participant, via the gateway."""
+        assert self.gateway is not None, "answer_for needs the gateway's intake URL"
+        to = envelope.to_address
+        folder = self.certs / "participants" / self.participant
+        names = x509.load_pem_x509_certificate(
+            (folder / "cert.pem").read_bytes()
+        ).subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        country = str(names[0].value) if names else ""
+        # Answer from the address the message reached, or this state's address in its process.
+        reply_to = (
+            to.text if to.segment == country else f"EAEU://{country}/CP/{to.process}/P.ACT.001"
+        )
+        signal = signal_answering(envelope, "P.MSG.PRS", reply_to)
+        result = await send(
+            signal,
+            gateway=self.gateway,
+            key=folder / "key.pem",
+            cert=folder / "cert.pem",
+            gateway_ca=self.certs / "gateway" / "ca.pem",
+        )
+        self.answers.append((result.status, result.body))
 
     async def _receipt(self, request: web.Request) -> web.Response:
         self.receipts.append(await request.read())
@@ -110,6 +170,7 @@ class SingleWindow:
         self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
+        await self._tasks.drain(timeout=10)
         if self._runner is not None:
             await self._runner.cleanup()
 

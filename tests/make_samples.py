@@ -74,14 +74,66 @@ VALID = (
             message_id="urn:uuid:6a3f8ea1-2c98-4d31-b07f-4f5a6d7e8f04",
         ),
     ),
+    Sample(
+        "valid-signal-processing-receipt-ru-to-kz.xml",
+        "processing-receipt-signal.xml",
+        Addressing(
+            to="EAEU://KZ/CP/P.TS.01/P.TS.01.ACT.001",
+            reply_to="EAEU://RU/CP/P.TS.01/P.TS.01.ACT.002",
+            action=f"{TS01}/P.MSG.PRS",
+            message_id="urn:uuid:7b4e9fb2-3da9-4e42-8c17-5a6b7c8d9e05",
+            relates_to="urn:uuid:3f0c5b7e-9f65-4a0e-8d4c-1c2e3a4b5c01",
+            procedure_id="urn:uuid:a6c1e0f2-4b3d-4e5f-8a9b-0c1d2e3f4a51",
+            conversation_id="urn:uuid:b7d2f1a3-5c4e-4f60-9bac-1d2e3f4a5b61",
+        ),
+    ),
 )
 
 CONFORMITY = VALID[0].name
 ALERT = VALID[2].name
 DECLARATION = VALID[3].name
+SIGNAL = VALID[4].name
+UPSTREAM = (
+    "<int:Integration><int:TrackID>NSW-KZ:2020-000123</int:TrackID>"
+    "<int:AcceptTime>2020-03-24T20:56:41+03:00</int:AcceptTime></int:Integration></soap:Header>"
+)
 
+# Each variant is a valid sample with one change: a valid-* variant must still be accepted, an
+# invalid-<CODE>-* one is refused with CODE.
 # (file name, valid sample it starts from, text to replace, replacement)
-DEFECTS: tuple[tuple[str, str, str, str], ...] = (
+VARIANTS: tuple[tuple[str, str, str, str], ...] = (
+    ("valid-upstream-integration-kz-to-ru.xml", CONFORMITY, "</soap:Header>", UPSTREAM),
+    (
+        "valid-suffixed-participant-code-kz-to-ru.xml",
+        CONFORMITY,
+        "EAEU://RU/CP/P.TS.01/P.TS.01.ACT.002",
+        "EAEU://RU/CP/P.TS.01/P.TS.01.ACT.002AT",
+    ),
+    (
+        "invalid-NOT_AN_ENVELOPE-signal-without-relates-to.xml",
+        SIGNAL,
+        '<wsa:RelatesTo wsu:Id="id-relates-to">urn:uuid:3f0c5b7e-9f65-4a0e-8d4c-1c2e3a4b5c01'
+        "</wsa:RelatesTo>",
+        "",
+    ),
+    (
+        "invalid-ENVELOPE_INVALID-signal-code-differs.xml",
+        SIGNAL,
+        "P.TS.01.TRN.001/P.MSG.PRS",
+        "P.TS.01.TRN.001/P.MSG.RCV",
+    ),
+    (
+        "invalid-ENVELOPE_INVALID-integration-extra-child.xml",
+        CONFORMITY,
+        "</soap:Header>",
+        UPSTREAM.replace("</int:Integration>", "<int:Note>x</int:Note></int:Integration>"),
+    ),
+    (
+        "invalid-ENVELOPE_INVALID-integration-accept-time.xml",
+        CONFORMITY,
+        "</soap:Header>",
+        UPSTREAM.replace("2020-03-24T20:56:41+03:00", "24.03.2020 20:56"),
+    ),
     (
         "invalid-NOT_AN_ENVELOPE-soap11.xml",
         CONFORMITY,
@@ -124,13 +176,6 @@ DEFECTS: tuple[tuple[str, str, str, str], ...] = (
         CONFORMITY,
         "EAEU://RU/CP/P.TS.01/P.TS.01.ACT.002",
         "EAEU://XX/CP/P.TS.01/P.TS.01.ACT.002",
-    ),
-    (
-        "invalid-ENVELOPE_INVALID-integration-from-sender.xml",
-        CONFORMITY,
-        "</soap:Header>",
-        "<int:Integration><int:TrackID>urn:uuid:00000000-0000-4000-8000-000000000000</int:TrackID>"
-        "<int:AcceptTime>2026-11-29T00:00:00.000Z</int:AcceptTime></int:Integration></soap:Header>",
     ),
     (
         "invalid-ENVELOPE_INVALID-unknown-header.xml",
@@ -185,7 +230,7 @@ def main() -> None:
         data = compose_envelope((DOCS / sample.document).read_bytes(), sample.addressing)
         (DATA / sample.name).write_bytes(data)
         texts[sample.name] = data.decode("utf-8")
-    for name, base, old, new in DEFECTS:
+    for name, base, old, new in VARIANTS:
         text = texts[base]
         if old not in text:
             raise SystemExit(f"{name}: {old!r} not found in {base}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.schemas import read_catalog
 from tests.conftest import DATA, ROOT, XSD
 
 
@@ -27,7 +28,8 @@ def test_xsd_check_passes_on_the_repository_catalog() -> None:
     """Every catalog entry compiles with both lxml and xmlschema."""
     result = broker("xsd", "check")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 of 4 document schemas compile" in result.stdout
+    count = len(read_catalog(ROOT / "xsd"))
+    assert f"{count} of {count} document schemas compile" in result.stdout
 
 
 def test_xsd_check_names_the_broken_schema(tmp_path: Path) -> None:

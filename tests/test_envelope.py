@@ -26,7 +26,7 @@ def test_valid_envelope_gives_every_header_and_document_field() -> None:
     assert env.message_id.value == "urn:uuid:3f0c5b7e-9f65-4a0e-8d4c-1c2e3a4b5c01"
     assert env.to_address.segment == "RU"
     assert env.reply_address.segment == "KZ"
-    assert env.reply_to.wsu_id == "id-reply-to"
+    assert env.reply_to.ref_id == "id-reply-to"
     assert env.action_parts.message == "P.TS.01.MSG.001"
     assert env.action_parts.version == "1.0.1"
     assert env.procedure_id is not None

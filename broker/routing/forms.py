@@ -15,11 +15,14 @@ _UPPER = charset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DIGIT = charset("0123456789")
 
 _PROCESS = seq(lit("P."), rep(_UPPER, 2), lit("."), rep(_DIGIT, 2))
+_SUFFIX_CHAR = charset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+# envelope.PARTICIPANT_RE as an automaton; tests/routing/test_forms.py holds the two equal.
 _PARTICIPANT = seq(
     lit("P"),
     opt(seq(lit("."), rep(_UPPER, 2), lit("."), rep(_DIGIT, 2))),
     lit(".ACT."),
     rep(_DIGIT, 3),
+    opt(plus(_SUFFIX_CHAR, 4)),
 )
 
 

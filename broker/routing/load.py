@@ -31,6 +31,7 @@ from broker.routing.globs import (
 from broker.routing.table import (
     DEFAULT_RETRY,
     MATCH_KEYS,
+    Coverage,
     GlobList,
     Participant,
     RetryPolicy,
@@ -286,7 +287,7 @@ class _TableLoader(_Loader):
         fields = self.mapping(
             node,
             what,
-            ("country", "addresses", "endpoint", "receipts", "certificates"),
+            ("country", "addresses", "endpoint", "receipts", "certificates", "signature"),
             ("country", "addresses", "endpoint"),
         )
         if fields is None:
@@ -323,10 +324,27 @@ class _TableLoader(_Loader):
                     self.error(item, f"{what}: certificate pin {text!r} is not sha256:<64 hex>")
                 else:
                     pins.add(match.group(1).lower())
+        signature: Coverage = "full"
+        if "signature" in fields:
+            value = self.string(fields["signature"][1], f"{what}: signature")
+            if value == "body":
+                signature = "body"
+            elif value != "full" and value is not None:
+                self.error(
+                    fields["signature"][1],
+                    f"{what}: signature {value!r} must be full (the default) or body",
+                )
         if country is None or addresses is None or endpoint is None:
             return None
         return Participant(
-            pid, country, addresses, endpoint, receipts, frozenset(pins), key.start_mark.line + 1
+            pid,
+            country,
+            addresses,
+            endpoint,
+            receipts,
+            frozenset(pins),
+            key.start_mark.line + 1,
+            signature,
         )
 
     def _rules(

@@ -22,6 +22,7 @@ from broker.routing.globs import Glob, Nfa, union
 
 MATCH_KEYS = ("action", "document", "from", "to")
 MatchKey = Literal["action", "document", "from", "to"]
+Coverage = Literal["full", "body"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class Participant:
     pins: frozenset[str]
     """Lower-case hex SHA-256 of the DER certificates it may use; empty → subject CN == id."""
     line: int = 0
+    signature: Coverage = "full"
+    """What its signature must cover (SPEC §2): ``full`` (Body and every header) or ``body``
+    (Body only, its headers vouched for by its TLS identity)."""
 
 
 @dataclass(frozen=True)

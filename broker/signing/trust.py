@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from broker.envelope import MEMBER_SEGMENTS
 from broker.errors import CertificateUntrusted, ConfigError
 from broker.routing.table import Participant
+from broker.signing.keyinfo import KnownCertificates
 from broker.signing.xmldsig import PrivateKey
 
 MAX_CHAIN_DEPTH = 6
@@ -112,6 +113,8 @@ class TrustStore:
 
     cas: Mapping[str, tuple[x509.Certificate, ...]]
     crls: tuple[x509.CertificateRevocationList, ...] = ()
+    known: KnownCertificates = field(default_factory=KnownCertificates)
+    """certs/known/: signing certificates a KeyInfo may name without carrying (SPEC §2)."""
     _stores: dict[str, verification.Store] = field(default_factory=dict, repr=False)
     _chains: dict[tuple[str, str, tuple[str, ...]], _Window] = field(
         default_factory=dict, repr=False
@@ -124,7 +127,7 @@ class TrustStore:
 
     @classmethod
     def load(cls, certs: Path) -> TrustStore:
-        """Read certs/trust/<CC>/*.pem and certs/crl/*.pem."""
+        """Read certs/trust/<CC>/*.pem, certs/crl/*.pem and certs/known/*.pem."""
         trust = certs / "trust"
         if not trust.is_dir():
             raise ConfigError(f"{trust} is missing (run `broker certs demo` for a development PKI)")
@@ -141,7 +144,7 @@ class TrustStore:
                 crls.append(x509.load_pem_x509_crl(path.read_bytes()))
             except ValueError as exc:
                 raise ConfigError(f"{path}: not a PEM CRL: {exc}") from exc
-        return cls(cas, tuple(crls))
+        return cls(cas, tuple(crls), KnownCertificates.load(certs / "known"))
 
     def certificates(self) -> list[tuple[str, x509.Certificate]]:
         """Every trusted CA certificate with its country (for `broker certs check`)."""
@@ -200,6 +203,13 @@ class TrustStore:
                     )
 
     # -- participants -------------------------------------------------------------------------
+    @staticmethod
+    def named(leaf: x509.Certificate, participants: Mapping[str, Participant]) -> list[Participant]:
+        """The participants a certificate names, by pin or else by CN (no chain checked)."""
+        fp = fingerprint(leaf)
+        cn = common_name(leaf)
+        return [p for p in participants.values() if ((fp in p.pins) if p.pins else (cn == p.id))]
+
     def identify(
         self,
         leaf: x509.Certificate,
@@ -208,9 +218,8 @@ class TrustStore:
         at: dt.datetime,
     ) -> Participant:
         """The participant this certificate speaks for, or CERTIFICATE_UNTRUSTED saying why."""
-        fp = fingerprint(leaf)
+        named = self.named(leaf, participants)
         cn = common_name(leaf)
-        named = [p for p in participants.values() if ((fp in p.pins) if p.pins else (cn == p.id))]
         if not named:
             pinned = [p.id for p in participants.values() if p.pins and cn == p.id]
             why = f" (participant {pinned[0]} pins other certificates)" if pinned else ""

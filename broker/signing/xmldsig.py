@@ -21,7 +21,7 @@ import base64
 import binascii
 import functools
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -48,6 +48,7 @@ from broker.signing.algorithms import (
     SignatureAlgorithm,
     describe,
 )
+from broker.signing.keyinfo import SignerKey
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 EC_NS = EXC_C14N  # the InclusiveNamespaces element lives in the exc-c14n namespace
@@ -74,11 +75,23 @@ class VerifiedReference:
 @dataclass(frozen=True)
 class VerifiedSignature:
     element: etree._Element
-    certificate: x509.Certificate
-    chain: tuple[x509.Certificate, ...]
-    """Further X509Certificates from KeyInfo (untrusted intermediates), in document order."""
+    signer: SignerKey
+    """The certificate whose key verified the SignatureValue, and the KeyInfo form it came in."""
     references: tuple[VerifiedReference, ...]
     method: SignatureAlgorithm
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.signer.certificate
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """Further certificates from KeyInfo (untrusted intermediates), in document order."""
+        return self.signer.chain
+
+
+KeyResolver = Callable[[etree._Element], SignerKey]
+"""KeyInfo element → the signer's certificate (see broker.signing.keyinfo)."""
 
 
 def id_index(root: etree._Element) -> dict[str, etree._Element]:
@@ -88,8 +101,15 @@ def id_index(root: etree._Element) -> dict[str, etree._Element]:
     element with the same Id: a reference can only ever mean one element.
     """
     index: dict[str, etree._Element] = {}
+    carriers: set[etree._Element] = set()
     for value in _ID_ATTRIBUTES(root):
         element = value.getparent()
+        if element in carriers:
+            raise SignatureInvalid(
+                f"{etree.QName(element).localname} (line {element.sourceline}) carries two Id "
+                "attributes; one element has one Id (wsu:Id, Id, ID, id or xml:id)"
+            )
+        carriers.add(element)
         if value in index:
             raise SignatureInvalid(
                 f"Id {str(value)!r} is carried by two elements (lines "
@@ -142,16 +162,27 @@ def _c14n(element: etree._Element, prefixes: tuple[str, ...]) -> bytes:
     )
 
 
-def _enveloped_c14n(signature: etree._Element, prefixes: tuple[str, ...]) -> bytes:
-    """Canonical form of the whole document without ``signature`` (enveloped transform)."""
+def _contains(element: etree._Element, descendant: etree._Element) -> bool:
+    return any(a is element for a in descendant.iterancestors())
+
+
+def _enveloped_c14n(
+    signature: etree._Element, element: etree._Element | None, prefixes: tuple[str, ...]
+) -> bytes:
+    """Canonical form of ``element`` (None: the whole document) without ``signature``: the
+    enveloped-signature transform. For an element that does not contain the signature (a
+    WS-Security Body reference, as node-soap writes it) the transform removes nothing."""
+    if element is not None and not _contains(element, signature):
+        return _c14n(element, prefixes)
     parent = signature.getparent()
     assert parent is not None
     index = parent.index(signature)
     tail = signature.tail
     parent.remove(signature)  # removing also drops its tail text: restore both afterwards
     try:
+        target = parent.getroottree() if element is None else element
         return etree.tostring(  # type: ignore[no-any-return]
-            parent.getroottree(),
+            target,
             method="c14n",
             exclusive=True,
             with_comments=False,
@@ -206,8 +237,12 @@ def verify(
     ids: dict[str, etree._Element],
     *,
     enveloped: bool = False,
+    resolve_key: KeyResolver | None = None,
 ) -> VerifiedSignature:
-    """Verify one ds:Signature against the SPEC §2 profile; see the module docstring."""
+    """Verify one ds:Signature against the SPEC §2 profile; see the module docstring.
+
+    ``enveloped``: the one reference is ``URI=""`` (receipts, reports). ``resolve_key`` finds
+    the signer's certificate in KeyInfo; by default only a direct ``ds:X509Data`` is read."""
     parts = _children(signature)
     names = [etree.QName(p).localname if p.tag.startswith(f"{{{DS}}}") else p.tag for p in parts]
     if names != ["SignedInfo", "SignatureValue", "KeyInfo"]:
@@ -240,22 +275,25 @@ def verify(
     if _children(signature_method):
         raise SignatureInvalid("SignatureMethod must have no parameters (HMACOutputLength?)")
 
-    certificates = _key_info_certificates(key_info)
-    _check_key(certificates[0], method)
+    signer = (resolve_key or _direct_x509)(key_info)
+    _check_key(signer.certificate, method)
 
     verified: list[VerifiedReference] = []
     for reference in references:
         verified.append(_verify_reference(reference, signature, ids, enveloped))
 
     _verify_value(
-        certificates[0],
+        signer.certificate,
         method,
         _b64(signature_value, "SignatureValue"),
         _c14n(signed_info, c14n_prefixes),
     )
-    return VerifiedSignature(
-        signature, certificates[0], tuple(certificates[1:]), tuple(verified), method
-    )
+    return VerifiedSignature(signature, signer, tuple(verified), method)
+
+
+def _direct_x509(key_info: etree._Element) -> SignerKey:
+    certificates = _key_info_certificates(key_info)
+    return SignerKey(certificates[0], tuple(certificates[1:]))
 
 
 def _key_info_certificates(key_info: etree._Element) -> list[x509.Certificate]:
@@ -292,13 +330,17 @@ def _verify_reference(
         raise SignatureInvalid(f"Reference {uri!r} must hold Transforms, DigestMethod, DigestValue")
     transforms, digest_method, digest_value = parts
     algorithms = [t.get("Algorithm") for t in _children(transforms)]
-    expected = [ENVELOPED, EXC_C14N] if enveloped else [EXC_C14N]
-    if algorithms != expected or any(t.tag != _ds("Transform") for t in _children(transforms)):
+    # Enveloped documents (receipts): exactly enveloped-signature + exc-c14n. WS-Security
+    # references: exc-c14n, optionally after enveloped-signature as node-soap writes it.
+    allowed = [[ENVELOPED, EXC_C14N]] if enveloped else [[EXC_C14N], [ENVELOPED, EXC_C14N]]
+    if algorithms not in allowed or any(t.tag != _ds("Transform") for t in _children(transforms)):
         shown = ", ".join(describe(a or "?") for a in algorithms)
         raise SignatureInvalid(
             f"Reference {uri!r}: transforms [{shown}] are not allowed; exactly "
-            f"[{', '.join(describe(a) for a in expected)}]"
+            f"[{', '.join(describe(a) for a in allowed[0])}]"
+            + ("" if enveloped else " (enveloped-signature may come first)")
         )
+    enveloped_transform = algorithms[0] == ENVELOPED
     prefixes = _inclusive_prefixes(_children(transforms)[-1], f"Reference {uri!r} transform")
     digest_algorithm = DIGEST_METHODS.get(digest_method.get("Algorithm") or "")
     if digest_algorithm is None:
@@ -310,7 +352,7 @@ def _verify_reference(
         if uri != "":
             raise SignatureInvalid(f'enveloped Reference must have URI="", not {uri!r}')
         element = signature.getroottree().getroot()
-        data = _enveloped_c14n(signature, prefixes)
+        data = _enveloped_c14n(signature, None, prefixes)
     else:
         if not uri.startswith("#") or len(uri) < 2 or "(" in uri:
             raise SignatureInvalid(
@@ -320,14 +362,22 @@ def _verify_reference(
         element = ids.get(uri[1:])
         if element is None:
             raise SignatureInvalid(f"Reference {uri!r} resolves to no element")
-        data = _c14n(element, prefixes)
+        if enveloped_transform:
+            data = _enveloped_c14n(signature, element, prefixes)
+        else:
+            data = _c14n(element, prefixes)
     digest = _digest(digest_algorithm, data)
     if not hmac.compare_digest(digest, _b64(digest_value, "DigestValue")):
         raise SignatureInvalid(
             f"digest of {uri or 'the document'} ({etree.QName(element).localname}, line "
             f"{element.sourceline}) does not match: the element changed after signing"
         )
-    reusable = digest_algorithm is hashes.SHA256 and not prefixes and not enveloped
+    reusable = (
+        digest_algorithm is hashes.SHA256
+        and not prefixes
+        and not enveloped
+        and not _contains(element, signature)
+    )
     return VerifiedReference(uri, element, digest if reusable else None)
 
 

@@ -34,6 +34,10 @@ class NewMessage:
     recipient: str
     raw: bytes
     forwarded: bytes
+    upstream_track_id: str | None = None
+    """The TrackID of an upstream ``int:Integration`` the sender's envelope carried."""
+    reply_to: str | None = None
+    """The sender's wsa:ReplyTo address: where a signal answering this message must go."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class MessageView:
     accepted_at: str
     destinations: tuple[DestinationView, ...]
     receipts: tuple[ReceiptView, ...]
+    upstream_track_id: str | None = None
 
     @property
     def state(self) -> JobState:
@@ -133,6 +138,7 @@ class MessageView:
         return {
             "message_id": self.message_id,
             "track_id": self.track_id,
+            "upstream_track_id": self.upstream_track_id,
             "sender": self.sender,
             "route": self.route,
             "destinations": [
@@ -148,6 +154,16 @@ class MessageView:
                 {"id": r.id, "kind": r.kind, "destination": r.destination} for r in self.receipts
             ],
         }
+
+
+@dataclass(frozen=True)
+class RelatedMessage:
+    """A stored message a signal's wsa:RelatesTo names: who sent it, where answers go, and
+    the participants it was routed to (the only ones who may answer it with a signal)."""
+
+    sender: str
+    reply_to: str | None
+    destinations: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -234,6 +250,9 @@ class Store(Protocol):
 
     async def message(self, message_id: str, sender: str | None) -> MessageView | None:
         """A message by MessageID, restricted to ``sender`` unless None (admin)."""
+
+    async def related(self, message_id: str) -> list[RelatedMessage]:
+        """Every stored message with this MessageID (from any sender), for signals (SPEC §1)."""
 
     async def receipt(self, receipt_id: str) -> tuple[str | None, bytes] | None:
         """(sender, body) of a stored receipt."""

@@ -36,6 +36,7 @@ from broker.store.base import (
     NewJob,
     NewMessage,
     ReceiptView,
+    RelatedMessage,
     StoredReceipt,
     StoreUnavailable,
     resubmitted,
@@ -351,6 +352,7 @@ class PostgresStore:
                 for j in jobs
             ),
             tuple(ReceiptView(r["receipt_id"], r["kind"], r["destination"]) for r in receipts),
+            row["upstream_track_id"],
         )
 
     async def message(self, message_id: str, sender: str | None) -> MessageView | None:
@@ -364,6 +366,21 @@ class PostgresStore:
             return None if row is None else await self._view(conn, row)
 
         result: MessageView | None = await self._run(op, write=False)
+        return result
+
+    async def related(self, message_id: str) -> list[RelatedMessage]:
+        async def op(conn: asyncpg.Connection) -> list[RelatedMessage]:
+            found = []
+            for row in await conn.fetch(*_args("related_messages", {"message_id": message_id})):
+                jobs = await conn.fetch(*_args("jobs_of_message", {"track_id": row["track_id"]}))
+                found.append(
+                    RelatedMessage(
+                        row["sender"], row["reply_to"], tuple(j["destination"] for j in jobs)
+                    )
+                )
+            return found
+
+        result: list[RelatedMessage] = await self._run(op, write=False)
         return result
 
     async def receipt(self, receipt_id: str) -> tuple[str | None, bytes] | None:

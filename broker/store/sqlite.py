@@ -35,6 +35,7 @@ from broker.store.base import (
     NewJob,
     NewMessage,
     ReceiptView,
+    RelatedMessage,
     StoredReceipt,
     StoreUnavailable,
     resubmitted,
@@ -355,7 +356,7 @@ class SqliteStore:
     # -- reading -----------------------------------------------------------------------------
     @staticmethod
     def _view(conn: sqlite3.Connection, row: tuple[Any, ...]) -> MessageView:
-        track_id, sender, message_id, route, accepted_at = row[:5]
+        track_id, sender, message_id, route, accepted_at, upstream = row[:6]
         destinations = tuple(
             DestinationView(d[0], d[2], d[3], d[4])
             for d in conn.execute(Q["jobs_of_message"], {"track_id": track_id})
@@ -364,7 +365,9 @@ class SqliteStore:
             ReceiptView(r[0], r[1], r[2])
             for r in conn.execute(Q["receipts_of_message"], {"track_id": track_id})
         )
-        return MessageView(message_id, track_id, sender, route, accepted_at, destinations, receipts)
+        return MessageView(
+            message_id, track_id, sender, route, accepted_at, destinations, receipts, upstream
+        )
 
     async def message(self, message_id: str, sender: str | None) -> MessageView | None:
         def op(conn: sqlite3.Connection) -> MessageView | None:
@@ -375,6 +378,18 @@ class SqliteStore:
             else:
                 row = conn.execute(Q["message_by_id"], {"message_id": message_id}).fetchone()
             return None if row is None else self._view(conn, row)
+
+        return await self._read(op)
+
+    async def related(self, message_id: str) -> list[RelatedMessage]:
+        def op(conn: sqlite3.Connection) -> list[RelatedMessage]:
+            found = []
+            for track_id, sender, reply_to in conn.execute(
+                Q["related_messages"], {"message_id": message_id}
+            ).fetchall():
+                jobs = conn.execute(Q["jobs_of_message"], {"track_id": track_id}).fetchall()
+                found.append(RelatedMessage(sender, reply_to, tuple(j[0] for j in jobs)))
+            return found
 
         return await self._read(op)
 

@@ -251,10 +251,29 @@ def _participant_head(participant: str) -> str:
            phone: 123
          """,
             "t.yaml:16:5: error: participant BY-SW: unknown key 'phone' (expected one of "
-            "country, addresses, endpoint, receipts, certificates)",
+            "country, addresses, endpoint, receipts, certificates, signature)",
+        ),
+        (
+            """\
+         BY-SW:
+           country: BY
+           addresses: ["EAEU://BY/*"]
+           endpoint: https://x.example/in
+           signature: headers
+         """,
+            "t.yaml:16:16: error: participant BY-SW: signature 'headers' must be full (the "
+            "default) or body",
         ),
     ],
-    ids=["country", "address form", "endpoint scheme", "plain http", "pin", "unknown key"],
+    ids=[
+        "country",
+        "address form",
+        "endpoint scheme",
+        "plain http",
+        "pin",
+        "unknown key",
+        "signature mode",
+    ],
 )
 def test_participant_errors(participant: str, expected: str) -> None:
     """Each broken participant is reported at its line and column."""

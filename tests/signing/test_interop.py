@@ -36,15 +36,15 @@ pytestmark = pytest.mark.xmlsec
 def _template(method: str, sample: str = "valid-conformity-kz-to-ru.xml") -> bytes:
     """A SPEC §2 signature template for xmlsec1 --sign: every part referenced by wsu:Id."""
     envelope = parse_envelope(xmlsafe.parse((DATA / sample).read_bytes()))
-    parts = [envelope.body_id] + [h.wsu_id for h in envelope.headers]
+    parts = [envelope.body_id] + [h.ref_id for h in envelope.headers]
     header = envelope.root.find(f"{{{SOAP}}}Header")
     security = etree.SubElement(header, f"{{{WSSE}}}Security", nsmap={"wsse": WSSE})
     signature = etree.SubElement(security, f"{{{DS}}}Signature", Id="sig-xmlsec", nsmap={"ds": DS})
     info = etree.SubElement(signature, f"{{{DS}}}SignedInfo")
     etree.SubElement(info, f"{{{DS}}}CanonicalizationMethod", Algorithm=EXC)
     etree.SubElement(info, f"{{{DS}}}SignatureMethod", Algorithm=method)
-    for wsu_id in parts:
-        ref = etree.SubElement(info, f"{{{DS}}}Reference", URI=f"#{wsu_id}")
+    for ref_id in parts:
+        ref = etree.SubElement(info, f"{{{DS}}}Reference", URI=f"#{ref_id}")
         transforms = etree.SubElement(ref, f"{{{DS}}}Transforms")
         etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=EXC)
         etree.SubElement(ref, f"{{{DS}}}DigestMethod", Algorithm=SHA256)

@@ -56,7 +56,7 @@ def _sign_parts(test_pki: Pki, skip: tuple[str, ...] = (), name: str = "KZ-SW") 
     raw = (DATA / "valid-conformity-kz-to-ru.xml").read_bytes()
     envelope = parse_envelope(xmlsafe.parse(raw))
     parts = [("soap:Body", envelope.body, envelope.body_id)] + [
-        (h.name, h.element, h.wsu_id) for h in envelope.headers
+        (h.name, h.element, h.ref_id) for h in envelope.headers
     ]
     header = envelope.root.find(f"{{{SOAP}}}Header")
     security = etree.SubElement(header, f"{{{WSSE}}}Security")
@@ -127,6 +127,11 @@ def _id_and_ID(p: Pki) -> bytes:
         '<wsa:Action wsu:Id="id-action"',
         '<wsa:Action wsu:Id="id-action" ID="id-body"',
     )
+
+
+def _id_on_address(p: Pki) -> bytes:
+    """An element without an Id given ID="id-body", the signed body's wsu:Id."""
+    return _edit(sign_as(p, "KZ-SW"), "<wsa:Address>", '<wsa:Address ID="id-body">')
 
 
 def _duplicate_ids(p: Pki) -> bytes:
@@ -257,7 +262,12 @@ ATTACKS: dict[str, tuple[Attack, type[GatewayError], str]] = {
         "unknown header block",
     ),
     "forged header first": (_forged_header_first, SignatureInvalid, "unexpected"),
-    "Id versus ID": (_id_and_ID, SignatureInvalid, "carried by two elements"),
+    "Id versus ID on one element": (_id_and_ID, SignatureInvalid, "carries two Id"),
+    "Id versus ID on another element": (
+        _id_on_address,
+        SignatureInvalid,
+        "carried by two elements",
+    ),
     "duplicate wsu:Id": (_duplicate_ids, SignatureInvalid, "carried by two elements"),
     "wsa:To not referenced": (_to_not_referenced, SignatureInvalid, "not covered.*wsa:To"),
     "soap:Body not referenced": (_body_not_referenced, SignatureInvalid, "not covered.*soap:Body"),
@@ -310,7 +320,6 @@ ATTACKS: dict[str, tuple[Attack, type[GatewayError], str]] = {
     ),
     "XPointer reference": (_external_uri("#xpointer(/)"), SignatureInvalid, "not a same-document"),
     "two sender signatures": (_two_signatures, SignatureInvalid, "2 ds:Signature"),
-    "signature without Id": (_signature_without_id, SignatureInvalid, "no Id"),
     "signature value changed": (_signature_value_changed, SignatureInvalid, "does not verify"),
     "ds:Object": (_object_element, SignatureInvalid, "must hold SignedInfo"),
     "unknown CA": (
@@ -345,6 +354,13 @@ def test_attack_is_refused_with_its_code(name: str, test_pki: Pki, catalog: Cata
     attack, error, reason = ATTACKS[name]
     with pytest.raises(error, match=reason):
         verify_bytes(test_pki, catalog, attack(test_pki))
+
+
+def test_signature_without_id_is_accepted(test_pki: Pki, catalog: Catalog) -> None:
+    """zeep and node-soap write a ds:Signature without an Id; SPEC v1.1 §2 accepts it."""
+    verified = verify_bytes(test_pki, catalog, _signature_without_id(test_pki))
+    assert verified.signature.element.get("Id") is None
+    assert verified.sender.id == "KZ-SW"
 
 
 def test_repeated_signed_header_is_not_an_envelope(test_pki: Pki, catalog: Catalog) -> None:

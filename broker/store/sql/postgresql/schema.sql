@@ -14,6 +14,8 @@ CREATE TABLE messages (
     accepted_receipt TEXT NOT NULL,
     raw             BYTEA NOT NULL,
     forwarded       BYTEA NOT NULL,
+    upstream_track_id TEXT,
+    reply_to        TEXT,
     UNIQUE (sender, message_id)
 );
 

@@ -2,9 +2,11 @@
 
 -- name: insert_message
 INSERT INTO messages (track_id, sender, message_id, digest, accepted_at, route, table_digest,
-                      action, document, recipient, accepted_receipt, raw, forwarded)
+                      action, document, recipient, accepted_receipt, raw, forwarded,
+                      upstream_track_id, reply_to)
 VALUES (:track_id, :sender, :message_id, :digest, :accepted_at, :route, :table_digest,
-        :action, :document, :recipient, :accepted_receipt, :raw, :forwarded);
+        :action, :document, :recipient, :accepted_receipt, :raw, :forwarded,
+        :upstream_track_id, :reply_to);
 
 -- name: insert_job
 INSERT INTO jobs (track_id, kind, destination, endpoint, receipt_id, state, attempts,
@@ -57,11 +59,11 @@ UPDATE jobs SET lease_owner = NULL, lease_expires = NULL
 WHERE lease_owner = :owner AND state = 'pending';
 
 -- name: message_by_sender
-SELECT track_id, sender, message_id, route, accepted_at FROM messages
+SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id FROM messages
 WHERE sender = :sender AND message_id = :message_id;
 
 -- name: message_by_id
-SELECT track_id, sender, message_id, route, accepted_at FROM messages
+SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id FROM messages
 WHERE message_id = :message_id
 ORDER BY accepted_at;
 
@@ -79,7 +81,7 @@ ORDER BY issued_at, receipt_id;
 SELECT sender, body FROM receipts WHERE receipt_id = :receipt_id;
 
 -- name: list_messages
-SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at
+SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id
 FROM messages m
 WHERE (:sender IS NULL OR m.sender = :sender) AND (:since IS NULL OR m.accepted_at >= :since)
 ORDER BY m.accepted_at DESC
@@ -108,3 +110,7 @@ VALUES (:seq, :at, :event, :message_id, :track_id, :destination, :detail, :prev_
 -- name: audit_range
 SELECT seq, at, event, message_id, track_id, destination, detail, prev_hash, hash, signature
 FROM audit_log WHERE seq >= :first AND seq <= :last ORDER BY seq;
+
+-- name: related_messages
+-- The messages a signal's wsa:RelatesTo names (one MessageID may come from several senders).
+SELECT track_id, sender, reply_to FROM messages WHERE message_id = :message_id;

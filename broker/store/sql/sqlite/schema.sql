@@ -14,6 +14,8 @@ CREATE TABLE messages (
     accepted_receipt TEXT NOT NULL,
     raw             BLOB NOT NULL,            -- the exact received bytes
     forwarded       BLOB NOT NULL,            -- what destinations receive (SPEC §3)
+    upstream_track_id TEXT,                   -- an upstream int:Integration's TrackID
+    reply_to        TEXT,                     -- wsa:ReplyTo/wsa:Address
     UNIQUE (sender, message_id)
 );
 
