@@ -32,6 +32,8 @@ from broker.server import GatewayServer, ServeSettings
 from broker.simulator import SingleWindow
 
 PARTICIPANTS = {"KZ-SW": "KZ", "RU-SW": "RU", "BY-SW": "BY"}
+ANSWERED = "urn:uuid:3f0c5b7e-9f65-4a0e-8d4c-1c2e3a4b5c01"
+"""The register update (scenario 1) that Russia's window answers with a signal."""
 
 ROUTING = """\
 # Demo routing table written by `broker demo`: three national single windows on loopback.
@@ -54,6 +56,10 @@ participants:
     endpoint: {BY-SW}
     receipts: {BY-SW-receipts}
 routes:
+  - name: signals-to-addressee
+    match: {{action: "*/P.MSG.*", document: "P.MSG.*"}}
+    deliver: addressee
+    retry: {{attempts: 10, initial: 200ms, max: 2s, ttl: 1h}}
   - name: ts01-registry-update-to-all
     match: {{action: "int://CP/P.TS.01/*/P.TS.01.MSG.001", document: R.TR.TS.01.001}}
     deliver: ["*-SW"]
@@ -177,12 +183,18 @@ async def _submit(
     return Sent(scenario, response.status, body, message_id, data)
 
 
-async def _wait(server: GatewayServer, timeout: float = 60.0) -> None:
+async def _wait(
+    server: GatewayServer, windows: dict[str, SingleWindow], timeout: float = 60.0
+) -> None:
     start = time.monotonic()
     store = server.gateway.store
     tty = sys.stdout.isatty()
     last = ""
     while True:
+        # A signal answering a delivery is still on its way while its window sends it.
+        answering = sum(w.answering for w in windows.values())
+        expected = sum(len(w.answer_for) for w in windows.values())
+        answered = sum(len(w.answers) for w in windows.values())
         counts = await store.counts()
         line = (
             f"  deliveries: {counts.pending} pending, {counts.delivered} delivered, "
@@ -194,7 +206,8 @@ async def _wait(server: GatewayServer, timeout: float = 60.0) -> None:
             sys.stdout.write(f"{line}\n")
         last = line
         sys.stdout.flush()
-        if counts.pending == 0 or time.monotonic() - start > timeout:
+        settled = counts.pending == 0 and answering == 0 and answered >= expected
+        if settled or time.monotonic() - start > timeout:
             break
         await asyncio.sleep(0.2)
     await asyncio.sleep(0.5)  # let the last receipt pushes land
@@ -249,6 +262,29 @@ async def _report(server: GatewayServer, certs: Path, sent: list[Sent], out: Pat
     return problems
 
 
+async def _report_signals(
+    server: GatewayServer, certs: Path, windows: dict[str, SingleWindow]
+) -> int:
+    """Each signal a window sent back, and where the gateway delivered it."""
+    trusted = x509.load_pem_x509_certificates((certs / "gateway" / "ca.pem").read_bytes())
+    problems = 0
+    for participant, window in windows.items():
+        for status, receipt in window.answers:
+            message_id = verify_receipt(receipt, trusted).receipt.message_id
+            view = await server.gateway.store.message(message_id or "", participant)
+            outcome = (
+                ", ".join(f"{d.participant} {d.state}" for d in view.destinations)
+                if view is not None
+                else "not accepted"
+            )
+            print(
+                f"\n  signal P.MSG.PRS from {participant} answering {ANSWERED}: HTTP {status}, "
+                f"route {view.route if view else '-'} → {outcome}"
+            )
+            problems += view is None or any(d.state != "delivered" for d in view.destinations)
+    return problems
+
+
 async def run_demo(out: Path, xsd: Path) -> int:
     certs = out / "certs"
     pki.create_demo_pki(certs, PARTICIPANTS)
@@ -262,6 +298,8 @@ async def run_demo(out: Path, xsd: Path) -> int:
         await window.start()
     # The processing result (scenario 2) meets two 503s at Kazakhstan's window first.
     windows["KZ-SW"].fail_for["urn:uuid:4e1d6c8f-0a76-4b1f-9e5d-2d3f4b5c6d02"] = [503, 503]
+    # Russia's window answers the register update (scenario 1) with a P.MSG.PRS signal.
+    windows["RU-SW"].answer_for.add(ANSWERED)
     routing = out / "routing.yaml"
     routing.write_text(
         ROUTING.format(
@@ -282,6 +320,8 @@ async def run_demo(out: Path, xsd: Path) -> int:
         )
     )
     await server.start()
+    for window in windows.values():
+        window.gateway = f"https://127.0.0.1:{server.intake_port}"
     print(
         f"EAEU gateway demo — gateway on https://127.0.0.1:{server.intake_port} (admin "
         f"http://127.0.0.1:{server.admin_port}), single windows "
@@ -292,8 +332,9 @@ async def run_demo(out: Path, xsd: Path) -> int:
         sent: list[Sent] = []
         for scenario in SCENARIOS:
             sent.append(await _submit(server, certs, scenario, sent))
-        await _wait(server)
+        await _wait(server, windows)
         problems = await _report(server, certs, sent, out)
+        problems += await _report_signals(server, certs, windows)
         forwarded = out / "forwarded"
         forwarded.mkdir(exist_ok=True)
         for participant, window in windows.items():

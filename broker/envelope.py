@@ -270,8 +270,11 @@ def _document(element: etree._Element) -> Document:
     )
 
 
-def parse_envelope(root: etree._Element) -> Envelope:
-    """Check the SPEC §1 rules on a parsed tree and return the frozen Envelope."""
+def parse_envelope(root: etree._Element, *, forwarded: bool = False) -> Envelope:
+    """Check the SPEC §1 rules on a parsed tree and return the frozen Envelope.
+
+    ``forwarded``: the envelope is one the gateway forwarded (read at a destination), whose
+    ``int:Integration`` is the gateway's own stamp, signed by the gateway."""
     blocks, body = _find_structure(root)
 
     body_element = _children(body)[0]
@@ -281,7 +284,8 @@ def parse_envelope(root: etree._Element) -> Envelope:
     for tag, block in blocks.items():
         if tag not in _HEADERS:
             raise EnvelopeInvalid(f"unknown header block {tag} (line {block.sourceline})")
-    _refuse_signed_integration(blocks)
+    if not forwarded:
+        _refuse_signed_integration(blocks)
 
     def header(tag: str) -> Header | None:
         block = blocks.get(tag)

@@ -115,7 +115,7 @@ class SingleWindow:
         received = self._check(body)
         self.inbox.append(received)
         if self.answer_for and received.sender_verified and received.gateway_verified:
-            envelope = parse_envelope(xmlsafe.parse(body))
+            envelope = parse_envelope(xmlsafe.parse(body), forwarded=True)
             if envelope.message_id.value in self.answer_for and envelope.document.signal is None:
                 self._tasks.start(self._answer(envelope), f"answer-{envelope.message_id.value}")
         return web.Response(status=200, text="received\n")

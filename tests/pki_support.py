@@ -128,6 +128,10 @@ XMLSEC_ID_ATTRS = [
         "urn:EEC:Interaction:v1.0:ConversationID",
         "urn:EEC:Interaction:v1.0:Integration",
         "http://www.w3.org/2000/09/xmldsig#:Signature",
+        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+        ":Timestamp",
+        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+        ":BinarySecurityToken",
     )
     for arg in ("--id-attr:Id", element)
 ]

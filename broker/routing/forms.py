@@ -8,7 +8,7 @@ unbounded version number are relaxed.
 
 from __future__ import annotations
 
-from broker.envelope import MEMBER_SEGMENTS
+from broker.envelope import MEMBER_SEGMENTS, SIGNALS
 from broker.routing.globs import Nfa, Pattern, alt, charset, lit, opt, plus, rep, seq
 
 _UPPER = charset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -59,9 +59,13 @@ ACTION: Nfa = seq(
     alt(_coded("MSG"), seq(lit("P.MSG."), alt(lit("RCV"), lit("PRS"), lit("ERR")))),
 ).nfa()
 
-EDOC_CODE: Nfa = seq(
+_EDOC_CODE = seq(
     lit("R"),
     opt(seq(lit("."), rep(_UPPER, 2), lit("."), rep(_UPPER, 2), lit("."), rep(_DIGIT, 2))),
     lit("."),
     rep(_DIGIT, 3),
-).nfa()
+)
+EDOC_CODE: Nfa = _EDOC_CODE.nfa()
+
+# What a rule's `document` matches: an EDocCode, or a signal's code (SPEC §1).
+DOCUMENT: Nfa = alt(_EDOC_CODE, *(lit(code) for code in SIGNALS.values())).nfa()

@@ -50,7 +50,7 @@ _INT = "tag:yaml.org,2002:int"
 # What each match key's globs must be able to match, if anything.
 _FORMS: dict[str, tuple[Nfa, str]] = {
     "action": (forms.ACTION, "wsa:Action"),
-    "document": (forms.EDOC_CODE, "EDocCode"),
+    "document": (forms.DOCUMENT, "EDocCode or signal code"),
     "to": (forms.ADDRESS, "logical address"),
 }
 

@@ -17,10 +17,13 @@ def test_demo_runs_the_whole_exchange_and_leaves_verifiable_receipts(tmp_path: P
     assert "→ KZ-SW  delivered after 3 attempt(s)" in result.stdout
     assert "goods declaration, resent identically         KZ      200" in result.stdout
     assert "SENDER_MISMATCH" in result.stdout
+    # Russia's window answers the register update with a signal, which reaches Kazakhstan.
+    assert "signal P.MSG.PRS from RU-SW answering urn:uuid:3f0c5b7e" in result.stdout
+    assert "route signals-to-addressee → KZ-SW delivered" in result.stdout
     receipts = sorted((out / "receipts").glob("*.xml"))
     assert len(receipts) >= 15
     forwarded = sorted((out / "forwarded").glob("*.xml"))
-    assert len(forwarded) == 6
+    assert len(forwarded) == 7  # six messages and the signal
     checked = broker(
         "verify", str(out / "receipts" / "02-Delivered-KZ-SW.xml"), "--certs", str(out / "certs")
     )

@@ -18,7 +18,7 @@ def test_check_of_the_repository_table_is_clean() -> None:
     """routing check exits 0 on the shipped table and prints its digest."""
     result = broker("routing", "check")
     assert result.returncode == 0, result.stdout
-    assert "routing.yaml: ok — 6 participants, 6 rules, 0 warning(s), sha256 " in result.stdout
+    assert "routing.yaml: ok — 6 participants, 7 rules, 0 warning(s), sha256 " in result.stdout
 
 
 def test_check_of_a_broken_table_exits_1_with_located_errors(tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ def test_repository_table_is_clean() -> None:
             deliver: addressee
          """,
             "t.yaml:14:23: error: rule 'a': match.document glob 'TR.TS.01.*' can never match "
-            "a well-formed EDocCode",
+            "a well-formed EDocCode or signal code",
         ),
         (
             """\
