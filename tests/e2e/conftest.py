@@ -4,6 +4,7 @@ KZ, RU and BY over mutual TLS, with clients that present each participant's cert
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import ssl
 import time
@@ -40,6 +41,10 @@ participants:
     addresses: ["EAEU://BY/*"]
     endpoint: {BY-SW}
 routes:
+  - name: signals-to-addressee
+    match: {{action: "*/P.MSG.*", document: "P.MSG.*"}}
+    deliver: addressee
+    retry: {{attempts: 5, initial: 50ms, max: 200ms, ttl: 1h}}
   - name: ts01-registry-update-to-all
     match: {{action: "int://CP/P.TS.01/*/P.TS.01.MSG.001"}}
     deliver: ["*-SW"]
@@ -117,14 +122,17 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def exchange(test_pki: Pki, tmp_path: Path) -> AsyncIterator[Exchange]:
+@contextlib.asynccontextmanager
+async def open_exchange(
+    test_pki: Pki, folder: Path, routing: str = ROUTING
+) -> AsyncIterator[Exchange]:
+    """Start the three windows and a gateway on ``routing`` (a template of ROUTING's form)."""
     windows = {p: SingleWindow(p, test_pki.folder) for p in ("KZ-SW", "RU-SW", "BY-SW")}
     for window in windows.values():
         await window.start()
-    routing = tmp_path / "routing.yaml"
-    routing.write_text(
-        ROUTING.format(
+    table = folder / "routing.yaml"
+    table.write_text(
+        routing.format(
             **{p: w.endpoint for p, w in windows.items()},
             **{
                 "KZ-SW-receipts": windows["KZ-SW"].receipts_url,
@@ -133,10 +141,10 @@ async def exchange(test_pki: Pki, tmp_path: Path) -> AsyncIterator[Exchange]:
         )
     )
     settings = ServeSettings(
-        routing=routing,
+        routing=table,
         certs=test_pki.folder,
         xsd=ROOT / "xsd",
-        store=f"sqlite:///{tmp_path / 'broker.sqlite3'}",
+        store=f"sqlite:///{folder / 'broker.sqlite3'}",
         listen="127.0.0.1:0",
         admin="127.0.0.1:0",
         worker=WorkerSettings(poll=0.05, timeout=5),
@@ -144,9 +152,17 @@ async def exchange(test_pki: Pki, tmp_path: Path) -> AsyncIterator[Exchange]:
     )
     server = GatewayServer(settings)
     await server.start()
+    for window in windows.values():
+        window.gateway = f"https://127.0.0.1:{server.intake_port}"
     try:
-        yield Exchange(server, windows, test_pki, tmp_path)
+        yield Exchange(server, windows, test_pki, folder)
     finally:
         await server.stop()
         for window in windows.values():
             await window.stop()
+
+
+@pytest.fixture
+async def exchange(test_pki: Pki, tmp_path: Path) -> AsyncIterator[Exchange]:
+    async with open_exchange(test_pki, tmp_path) as opened:
+        yield opened
