@@ -40,7 +40,7 @@ from broker.signing.verify import Verified, verify_sender
 from broker.store.postgres import create_schema, drop_schema
 from broker.validation import check_document
 
-PRODUCT = "trts:ProductDetails"
+PRODUCT = "trcdo:ProductDetails"
 
 
 def conformity_message(document: bytes, size: int = 10_240) -> bytes:

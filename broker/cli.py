@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from broker.errors import ConfigError, GatewayError
 
@@ -29,9 +29,31 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def common_options() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (what and where, exit 2); ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def readable_file(text: str) -> Path:
+    """A file argument: it must exist and be readable, else a usage error naming it."""
+    path = Path(text)
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except IsADirectoryError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: is a folder, not a file") from exc
+    except FileNotFoundError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: no such file") from exc
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: cannot read: {exc.strerror}") from exc
+    return path
+
+
+def common_options() -> _Parser:
     """The options every command that reads configuration shares (SPEC §11)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = _Parser(add_help=False)
     parent.add_argument(
         "--routing",
         type=Path,
@@ -74,6 +96,22 @@ def _cmd_xsd_check(args: argparse.Namespace) -> int:
             print(f"ok   {entry.code}  {entry.namespace}")
     print(f"{len(entries) - failed} of {len(entries)} document schemas compile")
     return EXIT_NEGATIVE if failed else EXIT_OK
+
+
+def _cmd_xsd_import(args: argparse.Namespace) -> int:
+    from broker.errors import ImportRefused
+    from broker.xsdimport import import_schemas
+
+    try:
+        added = import_schemas(args.folders, args.xsd, args.code)
+    except ImportRefused as exc:
+        print(f"broker: xsd import refused, nothing changed: {exc.message}", file=sys.stderr)
+        return EXIT_NEGATIVE
+    for entry in added:
+        print(entry.line())
+    if not added:
+        print("nothing to add: every document schema is already in the catalog")
+    return EXIT_OK
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -394,10 +432,14 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     if check.problem is not None:
         print(f"audit log TAMPERED: {check.problem} (after {check.entries - 1} intact entries)")
         return EXIT_NEGATIVE
-    print(
-        f"audit log intact: {check.entries} entries, chain and signatures hold; head "
-        f"sha256 {check.head}"
-    )
+    held = "chain and signatures hold" if key is not None else "the hash chain holds"
+    print(f"audit log intact: {check.entries} entries, {held}; head sha256 {check.head}")
+    if key is None:
+        print(
+            f"the entries' signatures were NOT checked: no gateway certificate at "
+            f"{args.certs / 'gateway' / 'cert.pem'}; check them with --cert GATEWAY-CERT.pem "
+            "(or --certs DIR holding gateway/cert.pem)"
+        )
     return EXIT_OK
 
 
@@ -468,7 +510,7 @@ def _cmd_certs_check(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="broker",
         description="EAEU single-window gateway: validate, verify, route, store, deliver, "
         "countersign and give signed receipts for EEC Decision No. 5 exchanges.",
@@ -481,13 +523,29 @@ def build_parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="compile every schema of xsd/catalog.yaml"
     )
     check.set_defaults(handler=_cmd_xsd_check)
+    xsd_import = xsd_commands.add_parser(
+        "import",
+        parents=[common],
+        help="add the EEC's published registry folders of XSDs to the catalog (SPEC §5)",
+        description="Copy the schemas of each DIR into --xsd, add one catalog entry per document "
+        "schema (EEC_R_*.xsd) and compile everything; on any error nothing changes. Exit 0 on "
+        "success, 1 on an invalid or conflicting schema, 2 on an unreadable DIR.",
+    )
+    xsd_import.add_argument(
+        "folders", nargs="+", type=Path, metavar="DIR", help="a registry folder, as published"
+    )
+    xsd_import.add_argument(
+        "--code",
+        help="the code of a document schema whose root element has no <!-- CODE: … --> comment",
+    )
+    xsd_import.set_defaults(handler=_cmd_xsd_import)
 
     validate = commands.add_parser(
         "validate",
         parents=[common],
         help="check envelopes offline (SPEC §1 and §5; signatures are not checked)",
     )
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate.add_argument("files", nargs="+", type=readable_file, metavar="FILE")
     validate.set_defaults(handler=_cmd_validate)
     routing = commands.add_parser("routing", help="routing table tools")
     routing_commands = routing.add_subparsers(
@@ -497,13 +555,17 @@ def build_parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="report every problem of a routing table"
     )
     routing_check.add_argument(
-        "file", nargs="?", type=Path, metavar="FILE", help="table to check (default: --routing)"
+        "file",
+        nargs="?",
+        type=readable_file,
+        metavar="FILE",
+        help="table to check (default: --routing)",
     )
     routing_check.set_defaults(handler=_cmd_routing_check)
     explain = routing_commands.add_parser(
         "explain", parents=[common], help="show which rule routes a message, and why not the others"
     )
-    explain.add_argument("message", type=Path, metavar="MESSAGE")
+    explain.add_argument("message", type=readable_file, metavar="MESSAGE")
     explain.add_argument(
         "--from",
         dest="sender",
@@ -539,22 +601,29 @@ def build_parser() -> argparse.ArgumentParser:
     sign = commands.add_parser(
         "sign", help="add a SPEC §2 sender signature to an envelope, as a participant"
     )
-    sign.add_argument("--key", type=Path, required=True, help="participant private key (PEM)")
-    sign.add_argument("--cert", type=Path, required=True, help="participant certificate (PEM)")
+    sign.add_argument(
+        "--key", type=readable_file, required=True, help="participant private key (PEM)"
+    )
+    sign.add_argument(
+        "--cert", type=readable_file, required=True, help="participant certificate (PEM)"
+    )
     sign.add_argument("-o", "--output", type=Path, help="write here (default: standard output)")
-    sign.add_argument("envelope", type=Path, metavar="ENVELOPE")
+    sign.add_argument("envelope", type=readable_file, metavar="ENVELOPE")
     sign.set_defaults(handler=_cmd_sign)
 
     verify = commands.add_parser(
         "verify", parents=[common], help="check a receipt's signature and what it attests"
     )
-    verify.add_argument("receipt", type=Path, metavar="RECEIPT")
+    verify.add_argument("receipt", type=readable_file, metavar="RECEIPT")
     verify.add_argument(
-        "--trust", type=Path, metavar="CA.pem", help="CA to trust (default: <certs>/gateway/ca.pem)"
+        "--trust",
+        type=readable_file,
+        metavar="CA.pem",
+        help="CA to trust (default: <certs>/gateway/ca.pem)",
     )
     verify.add_argument(
         "--message",
-        type=Path,
+        type=readable_file,
         metavar="FILE",
         help="also check that the receipt attests exactly this message",
     )
@@ -620,23 +689,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.add_argument(
         "--key",
-        type=Path,
+        type=readable_file,
         required=True,
         help="participant key (PEM), used for the signature and the TLS client certificate",
     )
-    send.add_argument("--cert", type=Path, required=True, help="participant certificate (PEM)")
+    send.add_argument(
+        "--cert", type=readable_file, required=True, help="participant certificate (PEM)"
+    )
     send.add_argument(
         "--gateway",
         default=_env("BROKER_GATEWAY", "https://127.0.0.1:8443"),
         help="gateway base URL (env BROKER_GATEWAY)",
     )
     send.add_argument(
-        "--gateway-ca", type=Path, help="CA of the gateway (default: <certs>/gateway/ca.pem)"
+        "--gateway-ca",
+        type=readable_file,
+        help="CA of the gateway (default: <certs>/gateway/ca.pem)",
     )
     send.add_argument(
         "--receipt", type=Path, help="where to save the receipt (default: FILE with .receipt.xml)"
     )
-    send.add_argument("file", type=Path, metavar="FILE")
+    send.add_argument("file", type=readable_file, metavar="FILE")
     send.set_defaults(handler=_cmd_send)
 
     demo = commands.add_parser(
@@ -677,11 +750,11 @@ def build_parser() -> argparse.ArgumentParser:
         "reordered or forged",
     )
     audit_verify.add_argument(
-        "--file", type=Path, help="check an exported range (broker audit export) instead"
+        "--file", type=readable_file, help="check an exported range (broker audit export) instead"
     )
     audit_verify.add_argument(
         "--cert",
-        type=Path,
+        type=readable_file,
         help="gateway certificate the entries are signed with (default: <certs>/gateway/cert.pem)",
     )
     audit_verify.set_defaults(handler=_cmd_audit_verify)

@@ -21,6 +21,7 @@ The tree::
     ├── DeliveryError                 only ever written into Failed receipts
     │   ├── DestinationRejected       DESTINATION_REJECTED
     │   └── DeliveryExpired           DELIVERY_EXPIRED
+    ├── ImportRefused                 `broker xsd import` refused a schema; nothing changed (exit 1)
     └── ConfigError                   a broken routing table, catalog, or certs/ folder (exit 2)
 
 The refusals are listed in the SPEC §8 order of precedence: where several apply, the first wins.
@@ -147,6 +148,12 @@ class DestinationRejected(DeliveryError):
 
 class DeliveryExpired(DeliveryError):
     code = "DELIVERY_EXPIRED"
+
+
+class ImportRefused(GatewayError):
+    """A registry folder ``broker xsd import`` refuses: invalid or conflicting schemas."""
+
+    code = "IMPORT_REFUSED"
 
 
 class ConfigError(GatewayError):

@@ -16,6 +16,7 @@ from cryptography import x509
 
 from broker import clock
 from broker.audit import GENESIS, AuditEvent, Auditor, ChainCheck, Entry, verify_chain
+from broker.errors import ConfigError
 from broker.signing.trust import GatewayIdentity, common_name, fingerprint
 from broker.store.base import JobState, MessageView, Store, open_store
 
@@ -23,10 +24,19 @@ PAGE = 5000
 EXPIRY_WARNING_DAYS = 30
 
 
-def gateway_public_key(certs: Path, cert: Path | None = None) -> object:
-    """The key audit entries are signed with: the gateway certificate (or the one given)."""
+def gateway_public_key(certs: Path, cert: Path | None = None) -> object | None:
+    """The key audit entries are signed with: the certificate given, else the gateway's in
+    ``certs``; None when no certificate was given and ``certs`` has none (the chain can still be
+    checked alone). A given certificate that cannot be read is a ConfigError."""
     path = cert or certs / "gateway" / "cert.pem"
-    return x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+    if cert is None and not path.is_file():
+        return None
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the gateway certificate: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a PEM certificate: {exc}") from exc
 
 
 async def _entries(store: Store, first: int = 1, last: int | None = None) -> list[Entry]:

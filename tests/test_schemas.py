@@ -6,12 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from broker import xmlsafe
 from broker.envelope import parse_envelope
 from broker.errors import ConfigError, SchemaInvalid, UnknownDocument
 from broker.schemas import Catalog, check_with_xmlschema, read_catalog
-from tests.conftest import DATA, XSD, sample
+from tests.conftest import DATA, ROOT, XSD, sample
 
 
 def _document(name: str) -> object:
@@ -84,11 +85,9 @@ def _copy_xsd(tmp_path: Path) -> Path:
 def test_import_from_the_network_is_refused(tmp_path: Path) -> None:
     """A schema importing over http does not compile; nothing is fetched."""
     folder = _copy_xsd(tmp_path)
-    path = folder / "documents" / "EEC_R_ProcessingResultDetails_v1.0.7.xsd"
+    path = folder / "EEC_R_ProcessingResultDetails_v1.0.7.xsd"
     path.write_text(
-        path.read_text().replace(
-            "../base/EEC_M_BaseDataTypes_v0.4.16.xsd", "http://127.0.0.1:9/base.xsd"
-        )
+        path.read_text().replace("EEC_M_BaseDataTypes_v0.4.12.xsd", "http://127.0.0.1:9/base.xsd")
     )
     with pytest.raises(ConfigError, match=r"R\.006"):
         Catalog.load(folder)
@@ -101,10 +100,10 @@ def test_import_outside_the_folder_is_refused(tmp_path: Path) -> None:
     """A schema import that leaves xsd/ is refused by both compilers."""
     folder = _copy_xsd(tmp_path)
     outside = tmp_path / "outside.xsd"
-    shutil.copy(folder / "base" / "EEC_M_BaseDataTypes_v0.4.16.xsd", outside)
-    path = folder / "documents" / "EEC_R_ProcessingResultDetails_v1.0.7.xsd"
+    shutil.copy(folder / "EEC_M_BaseDataTypes_v0.4.12.xsd", outside)
+    path = folder / "EEC_R_ProcessingResultDetails_v1.0.7.xsd"
     path.write_text(
-        path.read_text().replace("../base/EEC_M_BaseDataTypes_v0.4.16.xsd", "../../outside.xsd")
+        path.read_text().replace('"EEC_M_BaseDataTypes_v0.4.12.xsd"', f'"../{outside.name}"')
     )
     with pytest.raises(ConfigError):
         Catalog.load(folder)
@@ -132,3 +131,56 @@ def test_malformed_catalog_is_a_config_error(tmp_path: Path, text: str, match: s
     (tmp_path / "catalog.yaml").write_text(text)
     with pytest.raises(ConfigError, match=match):
         read_catalog(tmp_path)
+
+
+def _conformity_document() -> str:
+    return (ROOT / "tests" / "documents" / "conformity.xml").read_text(encoding="utf-8")
+
+
+def _validate_document(catalog: Catalog, text: str) -> None:
+    from broker.envelope import Document
+
+    root = xmlsafe.parse(text.encode())
+    qname = etree.QName(root)
+    catalog.validate(
+        Document(root, qname.namespace or "", qname.localname, "R.TR.TS.01.001", None, None, None)
+    )
+
+
+def test_official_conformity_structure_with_optional_elements_is_accepted(
+    catalog: Catalog,
+) -> None:
+    """R.TR.TS.01.001 v1.0.1 as the official schema has it — EDocHeader, then
+    ConformityDocDetails over base models v0.4.5 and TR models v1.0.3 — with optional elements
+    this project does not model, between and inside the required ones."""
+    text = _conformity_document()
+    text = text.replace(
+        "<csdo:DocId>",
+        "<trsdo:ConformityDocSeriesId>KZ</trsdo:ConformityDocSeriesId><csdo:DocId>",
+    ).replace(
+        "</trcdo:ApplicantDetails>",
+        "<ccdo:CommunicationDetails><csdo:CommunicationChannelId>x</csdo:CommunicationChannelId>"
+        "</ccdo:CommunicationDetails></trcdo:ApplicantDetails>",
+    )
+    _validate_document(catalog, text)
+
+
+def test_conformity_root_sequence_is_enforced(catalog: Catalog) -> None:
+    """The known part is strict: a ConformityDocDetails before EDocHeader is SCHEMA_INVALID."""
+    text = _conformity_document()
+    header_start, header_end = text.index("<ccdo:EDocHeader>"), text.index("</ccdo:EDocHeader>")
+    header = text[header_start : header_end + len("</ccdo:EDocHeader>")]
+    text = text.replace(header, "").replace(
+        "</trcdo:ConformityDocDetails>", "</trcdo:ConformityDocDetails>" + header
+    )
+    with pytest.raises(SchemaInvalid):
+        _validate_document(catalog, text)
+
+
+def test_every_shipped_document_schema_names_its_standing() -> None:
+    """Each shipped schema claiming an official namespace says at its top whether it is a
+    working model, and that operators should import the official one (SPEC §5)."""
+    for entry in read_catalog(XSD):
+        head = entry.schema.read_text(encoding="utf-8")[:2000]
+        assert "working model" in head, entry.schema.name
+        assert "broker xsd import" in head, entry.schema.name
