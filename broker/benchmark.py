@@ -9,6 +9,8 @@ throughput it achieves with that ceiling.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import io
 import json
 import os
@@ -24,16 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from lxml import etree
 
 from broker import clock, pki, xmlsafe
 from broker.compose import Addressing, compose_envelope
-from broker.envelope import parse_envelope
+from broker.envelope import DS, SOAP, WSSE, WSU, WSU_ID, parse_envelope
 from broker.receipts import Receipt, build_receipt, sha256_b64
 from broker.routing.load import parse_routing
 from broker.routing.table import RoutingTable
 from broker.schemas import Catalog
+from broker.signing import keyinfo
+from broker.signing.keyinfo import KnownCertificates
 from broker.signing.sign import countersign, sign_envelope
 from broker.signing.trust import GatewayIdentity, TrustStore
 from broker.signing.verify import Verified, verify_sender
@@ -172,6 +178,21 @@ def measure_costs(
         ),
         Cost("raw: SHA-256 of the message", _time(lambda: sha256_b64(signed)), necessary=False),
     ]
+    # The KeyInfo forms of SPEC §2 on the same signature (KeyInfo is outside SignedInfo): the
+    # new forms must not make the common path, direct X509Data, slower.
+    known_trust = dataclasses.replace(trust, known=KnownCertificates((sender.certificate,)))
+    for form, data in keyinfo_variants(signed, der).items():
+        variant = check_document(data, catalog)
+        chosen = known_trust if form == "IssuerSerial (certs/known)" else trust
+        costs.append(
+            Cost(
+                f"verify + trust, {form}",
+                _time(
+                    lambda v=variant, t=chosen: verify_sender(v, t, table.participants, at=now)  # type: ignore[misc]
+                ),
+                necessary=False,
+            )
+        )
     try:
         from signxml.verifier import SignatureConfiguration, XMLVerifier
 
@@ -189,6 +210,55 @@ def measure_costs(
     except ImportError:  # pragma: no cover - signxml is a dependency, but keep bench robust
         pass
     return len(signed), costs
+
+
+def keyinfo_variants(signed: bytes, der: bytes) -> dict[str, bytes]:
+    """The same signed message with its KeyInfo rewritten in each SPEC §2 form. KeyInfo is
+    not covered by SignedInfo, so every variant verifies with the same signature value."""
+    variants: dict[str, bytes] = {}
+    cert = x509.load_der_x509_certificate(der)
+    b64 = base64.b64encode(der).decode("ascii")
+
+    def rewrite(form: str, build: Callable[[etree._Element, etree._Element], None]) -> None:
+        root = xmlsafe.parse(signed)
+        security = root.find(f"{{{SOAP}}}Header/{{{WSSE}}}Security")
+        assert security is not None
+        key_info = security.find(f"{{{DS}}}Signature/{{{DS}}}KeyInfo")
+        assert key_info is not None
+        for child in list(key_info):
+            key_info.remove(child)
+        build(security, etree.SubElement(key_info, keyinfo.STR, nsmap={"wsse": WSSE}))
+        variants[form] = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+    def token(security: etree._Element, ref: etree._Element) -> None:
+        bst = etree.Element(keyinfo.BST, nsmap={"wsu": WSU})
+        bst.set(WSU_ID, "bench-token")
+        bst.set("ValueType", keyinfo.X509V3)
+        bst.text = b64
+        security.insert(0, bst)
+        etree.SubElement(ref, f"{{{WSSE}}}Reference", URI="#bench-token")
+
+    def key_identifier(security: etree._Element, ref: etree._Element) -> None:
+        identifier = etree.SubElement(ref, f"{{{WSSE}}}KeyIdentifier", ValueType=keyinfo.X509V3)
+        identifier.text = b64
+
+    def str_x509(security: etree._Element, ref: etree._Element) -> None:
+        etree.SubElement(
+            etree.SubElement(ref, f"{{{DS}}}X509Data"), f"{{{DS}}}X509Certificate"
+        ).text = b64
+
+    def issuer_serial(security: etree._Element, ref: etree._Element) -> None:
+        pair = etree.SubElement(
+            etree.SubElement(ref, f"{{{DS}}}X509Data"), f"{{{DS}}}X509IssuerSerial"
+        )
+        etree.SubElement(pair, f"{{{DS}}}X509IssuerName").text = cert.issuer.rfc4514_string()
+        etree.SubElement(pair, f"{{{DS}}}X509SerialNumber").text = str(cert.serial_number)
+
+    rewrite("BinarySecurityToken", token)
+    rewrite("KeyIdentifier X509v3", key_identifier)
+    rewrite("STR X509Data", str_x509)
+    rewrite("IssuerSerial (certs/known)", issuer_serial)
+    return variants
 
 
 # --- the load benchmark -----------------------------------------------------------------------

@@ -340,7 +340,7 @@ def _verify_reference(
             f"[{', '.join(describe(a) for a in allowed[0])}]"
             + ("" if enveloped else " (enveloped-signature may come first)")
         )
-    enveloped_transform = algorithms[0] == ENVELOPED
+    enveloped_transform = enveloped or algorithms[0] == ENVELOPED
     prefixes = _inclusive_prefixes(_children(transforms)[-1], f"Reference {uri!r} transform")
     digest_algorithm = DIGEST_METHODS.get(digest_method.get("Algorithm") or "")
     if digest_algorithm is None:
@@ -372,12 +372,8 @@ def _verify_reference(
             f"digest of {uri or 'the document'} ({etree.QName(element).localname}, line "
             f"{element.sourceline}) does not match: the element changed after signing"
         )
-    reusable = (
-        digest_algorithm is hashes.SHA256
-        and not prefixes
-        and not enveloped
-        and not _contains(element, signature)
-    )
+    # Reusable by the countersignature only when it is plain exc-c14n of the element as it is.
+    reusable = digest_algorithm is hashes.SHA256 and not prefixes and not enveloped_transform
     return VerifiedReference(uri, element, digest if reusable else None)
 
 
