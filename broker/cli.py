@@ -198,7 +198,7 @@ def _cmd_routing_explain(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         sender, how = guessed.id, "the participant serving wsa:ReplyTo"
     facts = RouteFacts(
-        envelope.action.value, envelope.document.edoc_code or "", sender, envelope.to.value
+        envelope.action.value, envelope.document.code or "", sender, envelope.to.value
     )
     print(f"message   {envelope.message_id.value}")
     print(f"action    {facts.action}")

@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker import xmlsafe
-from broker.envelope import parse_envelope
+from broker.envelope import WSSE, Envelope, parse_envelope
 from broker.errors import EnvelopeInvalid, GatewayError, NotAnEnvelope
 from tests.conftest import sample
 
 VALID = sample("valid-conformity-kz-to-ru.xml").decode()
 
 
-def _parse(text: str) -> object:
+def _parse(text: str) -> Envelope:
     return parse_envelope(xmlsafe.parse(text.encode()))
 
 
@@ -180,9 +180,36 @@ def test_any_header_combination_gives_an_envelope_or_our_error(blocks: list[str]
     """Random header sets (missing, repeated, unknown) only ever yield our errors."""
     head, _, rest = VALID.partition("<soap:Header>")
     _, _, tail = rest.partition("</soap:Header>")
-    security_ns = (
-        ' xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecext-1.0.xsd"'
-    )
+    security_ns = f' xmlns:wsse="{WSSE}"'
     text = f"{head}<soap:Header{security_ns}>{''.join(blocks)}</soap:Header>{tail}"
     with contextlib.suppress(GatewayError):
         _parse(text)
+
+
+def test_v1_misspelt_wsse_namespace_is_refused() -> None:
+    """SPEC v1.1 corrects the wsse namespace; v1's misspelling is an unknown header block."""
+    misspelt = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecext-1.0.xsd"
+    text = VALID.replace(
+        "</soap:Header>", f'<wsse:Security xmlns:wsse="{misspelt}"/></soap:Header>'
+    )
+    with pytest.raises(EnvelopeInvalid, match="unknown header block"):
+        _parse(text)
+    correct = VALID.replace("</soap:Header>", f'<wsse:Security xmlns:wsse="{WSSE}"/></soap:Header>')
+    assert _parse(correct).security is not None
+
+
+def test_signal_body_gives_its_code_and_needs_relates_to() -> None:
+    """A signal body carries its code for the catalog and routing; without wsa:RelatesTo it is
+    NOT_AN_ENVELOPE."""
+    env = _parse(sample("valid-signal-processing-receipt-ru-to-kz.xml").decode())
+    assert env.document.signal == "P.MSG.PRS"
+    assert env.document.code == "P.MSG.PRS"
+    with pytest.raises(NotAnEnvelope, match="without wsa:RelatesTo"):
+        _parse(sample("invalid-NOT_AN_ENVELOPE-signal-without-relates-to.xml").decode())
+
+
+def test_upstream_integration_is_read_in_any_datetime_form() -> None:
+    """An upstream int:Integration's TrackID is kept; AcceptTime may carry a local offset."""
+    env = _parse(sample("valid-upstream-integration-kz-to-ru.xml").decode())
+    assert env.upstream_track_id == "NSW-KZ:2020-000123"
+    assert env.integration is not None
