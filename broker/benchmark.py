@@ -342,7 +342,7 @@ def _commit_cost(store_url: str, samples: int = 50) -> float:
     from broker.store.base import NewJob, NewMessage, StoredReceipt, open_store
 
     async def run() -> float:
-        store = open_store(store_url)
+        store = open_store(store_url, create=True)
         await store.open()
         payload = b"x" * 10_240
         start = time.perf_counter()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from broker.errors import ConfigError, GatewayError
+from broker.errors import ConfigError, GatewayError, UsageError
 
 if TYPE_CHECKING:
     from broker.routing.table import RoutingTable
@@ -34,6 +34,52 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """A count: a whole number ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
+
+
+def host_port(text: str) -> str:
+    """``HOST:PORT`` with a port from 0 to 65535 (``[v6]:PORT`` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8443)"
+        )
+    return text
+
+
+def utc_time(text: str) -> str:
+    """A time as the store writes it (UTC): YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss[.sss]][Z]."""
+    import datetime as dt
+
+    try:
+        parsed = dt.datetime.fromisoformat(text.removesuffix("Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a UTC time (YYYY-MM-DD or YYYY-MM-DDThh:mm:ss)"
+        ) from None
+    if parsed.tzinfo is not None and parsed.utcoffset() != dt.timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give the time in UTC (…Z)")
+    return f"{parsed:%Y-%m-%dT%H:%M:%S}.{parsed.microsecond // 1000:03d}Z"
 
 
 def readable_file(text: str) -> Path:
@@ -80,6 +126,32 @@ def common_options() -> _Parser:
     return parent
 
 
+def participant_options() -> _Parser:
+    """How a member-state system reaches the gateway: its key and certificate (mTLS, and the
+    signature of `send`), the gateway URL and the CA that vouches for the gateway."""
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "--key",
+        type=readable_file,
+        required=True,
+        help="participant private key (PEM): the TLS client identity, and the signing key of send",
+    )
+    parent.add_argument(
+        "--cert", type=readable_file, required=True, help="participant certificate (PEM)"
+    )
+    parent.add_argument(
+        "--gateway",
+        default=_env("BROKER_GATEWAY", "https://127.0.0.1:8443"),
+        help="gateway base URL (env BROKER_GATEWAY; default https://127.0.0.1:8443)",
+    )
+    parent.add_argument(
+        "--gateway-ca",
+        type=readable_file,
+        help="CA that issued the gateway's certificates (default: <certs>/gateway/ca.pem)",
+    )
+    return parent
+
+
 def _cmd_xsd_check(args: argparse.Namespace) -> int:
     from broker.schemas import Catalog, check_with_xmlschema, read_catalog
 
@@ -119,25 +191,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from broker.validation import check_document
 
     catalog = Catalog.load(args.xsd)
-    verdict = EXIT_OK
+    valid = invalid = 0
     for path in args.files:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            validated = check_document(data, catalog)
+            validated = check_document(path.read_bytes(), catalog)
         except GatewayError as exc:
-            verdict = EXIT_NEGATIVE
-            print(f"{path}: {exc.code}: {exc.message}")
-            if len(exc.details) > 1:
+            invalid += 1
+            if len(exc.details) > 1:  # each error once, under a count
+                print(f"{path}: {exc.code}: {len(exc.details)} errors")
                 for detail in exc.details:
                     print(f"    {detail}")
+            else:
+                print(f"{path}: {exc.code}: {exc.message}")
         else:
+            valid += 1
             env = validated.envelope
             print(f"{path}: OK {validated.entry.code} {env.message_id.value} → {env.to.value}")
-    return verdict
+    if len(args.files) > 1:
+        print(f"{len(args.files)} file(s): {valid} valid, {invalid} invalid")
+    return EXIT_NEGATIVE if invalid else EXIT_OK
 
 
 def _cmd_routing_check(args: argparse.Namespace) -> int:
@@ -187,6 +259,11 @@ def _cmd_routing_explain(args: argparse.Namespace) -> int:
         return EXIT_NEGATIVE
     sender = args.sender
     how = "given with --from"
+    if sender is not None and sender not in table.participants:
+        raise UsageError(
+            f"--from {sender}: no such participant in {args.routing} "
+            f"({', '.join(sorted(table.participants))})"
+        )
     if sender is None:
         guessed = table.participant_for_address(envelope.reply_address.text)
         if guessed is None:
@@ -334,12 +411,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         audit=not args.no_audit,
         admin_token=args.admin_token,
         intake=IntakeSettings(max_in_flight=args.max_in_flight, insecure=args.insecure_http),
+        reuse_port=args.reuse_port,
+        create_store=args.create_store,
     )
     try:
         return asyncio.run(serve(settings))
     except OSError as exc:
         print(f"broker serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _signed_path(args: argparse.Namespace) -> Path:
+    signed: Path = args.signed_out or args.file.with_name(f"{args.file.stem}.signed.xml")
+    return signed
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
@@ -349,24 +433,36 @@ def _cmd_send(args: argparse.Namespace) -> int:
     from cryptography import x509
 
     from broker.receipts import verify_receipt
-    from broker.send import send
+    from broker.send import numbered, send
 
     gateway_ca: Path = args.gateway_ca or args.certs / "gateway" / "ca.pem"
-    try:
+    signed_path = _signed_path(args)
+    if args.resend:
+        if not signed_path.is_file():
+            raise ConfigError(
+                f"{signed_path}: no saved signed envelope to resend (send {args.file} once "
+                "first, or give it with --signed-out)"
+            )
+        data = signed_path.read_bytes()
+    else:
         data = args.file.read_bytes()
+    try:
         result = asyncio.run(
             send(data, gateway=args.gateway, key=args.key, cert=args.cert, gateway_ca=gateway_ca)
         )
-    except (OSError, ValueError, aiohttp.ClientError) as exc:
-        print(f"broker send: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except aiohttp.ClientError as exc:
+        raise ConfigError(f"cannot reach the gateway at {args.gateway}: {exc}") from exc
     except GatewayError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return EXIT_NEGATIVE
+    if not args.resend:
+        # Keep exactly what was sent: `--resend` submits these bytes again, and
+        # `broker verify RECEIPT --message` ties the receipt to them.
+        signed_path.write_bytes(result.signed)
     if not result.body.lstrip().startswith(b"<"):
         print(f"HTTP {result.status}: {result.body.decode('utf-8', 'replace').strip()}")
         return EXIT_NEGATIVE
-    out: Path = args.receipt or args.file.with_suffix(".receipt.xml")
+    out = numbered(args.receipt or args.file.with_name(f"{args.file.stem}.receipt.xml"))
     out.write_bytes(result.body)
     try:
         checked = verify_receipt(
@@ -378,11 +474,56 @@ def _cmd_send(args: argparse.Namespace) -> int:
     receipt = checked.receipt
     print(
         f"HTTP {result.status}: {receipt.kind} {receipt.message_id} → "
-        f"{', '.join(receipt.destinations) or '-'} (receipt saved to {out})"
+        f"{', '.join(receipt.destinations) or '-'} (receipt saved to {out}, signed envelope "
+        f"{signed_path})"
     )
     for code, text in receipt.errors:
         print(f"  {code}: {text}")
     return EXIT_OK if receipt.kind == "Accepted" else EXIT_NEGATIVE
+
+
+def _as_participant(args: argparse.Namespace, path: str) -> tuple[int, bytes]:
+    import asyncio
+
+    import aiohttp
+
+    from broker.send import fetch
+
+    gateway_ca: Path = args.gateway_ca or args.certs / "gateway" / "ca.pem"
+    try:
+        return asyncio.run(
+            fetch(path, gateway=args.gateway, key=args.key, cert=args.cert, gateway_ca=gateway_ca)
+        )
+    except aiohttp.ClientError as exc:
+        raise ConfigError(f"cannot reach the gateway at {args.gateway}: {exc}") from exc
+
+
+def _bare_id(text: str) -> str:
+    return text.removeprefix("urn:uuid:")
+
+
+def _cmd_receipts_get(args: argparse.Namespace) -> int:
+    status, body = _as_participant(args, f"/v1/receipts/{_bare_id(args.receipt_id)}")
+    if status != 200:
+        print(f"{args.receipt_id}: HTTP {status}: no such receipt of yours", file=sys.stderr)
+        return EXIT_NEGATIVE
+    if args.output:
+        args.output.write_bytes(body)
+        print(f"receipt saved to {args.output}")
+    else:
+        sys.stdout.write(body.decode("utf-8"))
+    return EXIT_OK
+
+
+def _cmd_messages_status(args: argparse.Namespace) -> int:
+    import json
+
+    status, body = _as_participant(args, f"/v1/messages/{_bare_id(args.message_id)}")
+    if status != 200:
+        print(f"{args.message_id}: HTTP {status}: no such message of yours", file=sys.stderr)
+        return EXIT_NEGATIVE
+    print(json.dumps(json.loads(body), indent=2, ensure_ascii=False))
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -400,6 +541,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from broker.benchmark import run_bench
 
+    if args.store_given and args.store.startswith("sqlite:///"):
+        given = Path(args.store.removeprefix("sqlite:///"))
+        if not given.exists():
+            raise ConfigError(f"no SQLite store at {given}: check --store / BROKER_STORE")
     with tempfile.TemporaryDirectory(prefix="broker-bench-") as folder:
         report = run_bench(
             messages=args.messages,
@@ -468,19 +613,28 @@ def _cmd_messages(args: argparse.Namespace) -> int:
         views = asyncio.run(
             operator.list_messages(args.store, args.state, args.sender, args.since, args.limit)
         )
-        for view in views:
-            outcome = ", ".join(f"{d.participant}:{d.state}" for d in view.destinations)
-            print(
-                f"{view.accepted_at}  {view.state:<9} {view.sender:<8} {view.message_id}  "
-                f"{view.route}  {outcome}"
+        rows = [
+            (
+                v.accepted_at,
+                v.state,
+                v.sender,
+                v.message_id,
+                v.route,
+                ", ".join(f"{d.participant}:{d.state}" for d in v.destinations),
             )
+            for v in views
+        ]
+        header = ("ACCEPTED", "STATE", "SENDER", "MESSAGE", "ROUTE", "DESTINATIONS")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        for row in [header, *rows] if rows else []:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
         print(f"{len(views)} message(s)")
         return EXIT_OK
+    message_id = f"urn:uuid:{_bare_id(args.message_id)}"
+    found = asyncio.run(operator.show_message(args.store, message_id))
+    if found is None:
+        raise UsageError(f"{args.message_id}: no such message in the store {_shown(args.store)}")
     if args.messages_command == "show":
-        found = asyncio.run(operator.show_message(args.store, args.message_id))
-        if found is None:
-            print(f"{args.message_id}: no such message")
-            return EXIT_NEGATIVE
         print(
             json.dumps(
                 {**found.as_json(), "state": found.state, "accepted_at": found.accepted_at},
@@ -489,16 +643,27 @@ def _cmd_messages(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     count = asyncio.run(
-        operator.retry_message(args.store, args.certs, args.message_id, args.destination)
+        operator.retry_message(args.store, args.certs, message_id, args.destination)
     )
-    print(f"{args.message_id}: {count} failed destination(s) put back to pending")
+    print(f"{message_id}: {count} failed destination(s) put back to pending")
     return EXIT_OK if count else EXIT_NEGATIVE
+
+
+def _shown(url: str) -> str:
+    from broker.store.base import redact
+
+    return redact(url)
 
 
 def _cmd_certs_check(args: argparse.Namespace) -> int:
     from broker import operator
 
     lines, fine = operator.describe_certificates(args.certs)
+    if not lines:
+        raise UsageError(
+            f"no certificates under {args.certs}: check --certs / BROKER_CERTS "
+            "(`broker certs demo` makes a development PKI)"
+        )
     for line in lines:
         print(line)
     print(
@@ -513,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="broker",
         description="EAEU single-window gateway: validate, verify, route, store, deliver, "
-        "countersign and give signed receipts for EEC Decision No. 5 exchanges.",
+        "countersign and give signed receipts for EEC Decision No. 5 exchanges. Exit status: 0 "
+        "success, 1 a negative verdict, 2 a usage or environment error. Add --debug anywhere "
+        "for a traceback instead of a one-line error.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -632,15 +799,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the gateway")
     serve.add_argument(
         "--listen",
+        type=host_port,
         default=_env("BROKER_LISTEN", "127.0.0.1:8443"),
         metavar="HOST:PORT",
-        help="intake listener, TLS (env BROKER_LISTEN)",
+        help="intake listener, TLS (env BROKER_LISTEN; default 127.0.0.1:8443)",
     )
     serve.add_argument(
         "--admin",
+        type=host_port,
         default=_env("BROKER_ADMIN", "127.0.0.1:8081"),
         metavar="HOST:PORT",
-        help="admin listener, plain HTTP (env BROKER_ADMIN)",
+        help="admin listener, plain HTTP (env BROKER_ADMIN; default 127.0.0.1:8081)",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=_env("BROKER_REUSE_PORT", "") == "1",
+        help="share the listeners' ports with other `broker serve` processes of the same "
+        "gateway on one PostgreSQL store (SO_REUSEPORT; env BROKER_REUSE_PORT=1). Without it a "
+        "port in use is an error",
+    )
+    serve.add_argument(
+        "--create-store",
+        action="store_true",
+        help="create the SQLite store's folders if missing (default: the file is created only "
+        "in an existing folder)",
     )
     serve.add_argument(
         "--insecure-http",
@@ -650,30 +833,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--lease",
-        type=float,
-        default=float(_env("BROKER_LEASE", "60")),
+        type=positive_float,
+        default=_env("BROKER_LEASE", "60"),
         metavar="SECONDS",
         help="delivery lease; a crashed process's jobs are "
         "taken over after it (env BROKER_LEASE; default 60)",
     )
     serve.add_argument(
         "--deliveries",
-        type=int,
-        default=int(_env("BROKER_DELIVERIES", "32")),
+        type=positive_int,
+        default=_env("BROKER_DELIVERIES", "32"),
         help="deliveries in flight at once (env BROKER_DELIVERIES; default 32)",
     )
     serve.add_argument(
         "--max-in-flight",
-        type=int,
-        default=int(_env("BROKER_MAX_IN_FLIGHT", "256")),
+        type=positive_int,
+        default=_env("BROKER_MAX_IN_FLIGHT", "256"),
         help="intake requests in progress before 503 + Retry-After "
         "(env BROKER_MAX_IN_FLIGHT; default 256)",
     )
     serve.add_argument(
         "--admin-token",
         default=os.environ.get("BROKER_ADMIN_TOKEN"),
-        help="operator token for /admin/* (env BROKER_ADMIN_TOKEN); needed to bind the admin "
-        "listener beyond loopback",
+        help="operator token for /admin/*, sent as `Authorization: Bearer …`; needed to bind "
+        "the admin listener beyond loopback. Prefer the env BROKER_ADMIN_TOKEN: a token on the "
+        "command line is visible to every user in `ps`",
     )
     serve.add_argument(
         "--no-audit",
@@ -682,35 +866,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_cmd_serve)
 
+    participant = participant_options()
     send = commands.add_parser(
         "send",
-        parents=[common],
+        parents=[common, participant],
         help="sign (if unsigned) and submit a message as a participant; save the receipt",
+        description="Sign FILE with --key/--cert if it is unsigned and submit it over mutual TLS. "
+        "The signed envelope is saved (FILE.signed.xml, or --signed-out) and the receipt too "
+        "(FILE.receipt.xml; an existing receipt is never overwritten: -2, -3… are used). "
+        "--resend submits the saved signed envelope again, byte for byte, which the gateway "
+        "answers with the original receipt (HTTP 200) — the safe retry of SPEC §7.",
     )
     send.add_argument(
-        "--key",
-        type=readable_file,
-        required=True,
-        help="participant key (PEM), used for the signature and the TLS client certificate",
+        "--receipt",
+        type=Path,
+        help="where to save the receipt (default: FILE.receipt.xml, numbered if it exists)",
     )
     send.add_argument(
-        "--cert", type=readable_file, required=True, help="participant certificate (PEM)"
+        "--signed-out",
+        type=Path,
+        help="where to save (and, with --resend, read) the signed envelope "
+        "(default: FILE.signed.xml)",
     )
     send.add_argument(
-        "--gateway",
-        default=_env("BROKER_GATEWAY", "https://127.0.0.1:8443"),
-        help="gateway base URL (env BROKER_GATEWAY)",
+        "--resend",
+        action="store_true",
+        help="resubmit the saved signed envelope instead of signing FILE again",
     )
-    send.add_argument(
-        "--gateway-ca",
-        type=readable_file,
-        help="CA of the gateway (default: <certs>/gateway/ca.pem)",
-    )
-    send.add_argument(
-        "--receipt", type=Path, help="where to save the receipt (default: FILE with .receipt.xml)"
-    )
-    send.add_argument("file", type=readable_file, metavar="FILE")
+    send.add_argument("file", type=readable_file, metavar="FILE", help="the envelope to send")
     send.set_defaults(handler=_cmd_send)
+
+    receipts = commands.add_parser("receipts", help="receipts of the gateway, as a participant")
+    receipts_commands = receipts.add_subparsers(
+        dest="receipts_command", required=True, metavar="ACTION"
+    )
+    receipts_get = receipts_commands.add_parser(
+        "get",
+        parents=[common, participant],
+        help="fetch one of your receipts over mTLS (GET /v1/receipts/ID)",
+    )
+    receipts_get.add_argument("receipt_id", metavar="ID", help="urn:uuid:… or the bare uuid")
+    receipts_get.add_argument(
+        "-o", "--output", type=Path, help="write here (default: standard output)"
+    )
+    receipts_get.set_defaults(handler=_cmd_receipts_get)
 
     demo = commands.add_parser(
         "demo",
@@ -731,9 +930,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="measure throughput, latency and delivery time against the per-message ceiling",
     )
-    bench.add_argument("--messages", type=int, default=2000, help="messages to send")
-    bench.add_argument("--concurrency", type=int, default=32, help="requests in flight")
-    bench.add_argument("--processes", type=int, default=1, help="gateway processes")
+    bench.add_argument(
+        "--messages", type=positive_int, default=2000, help="messages to send (default 2000)"
+    )
+    bench.add_argument(
+        "--concurrency", type=positive_int, default=32, help="requests in flight (default 32)"
+    )
+    bench.add_argument(
+        "--processes", type=positive_int, default=1, help="gateway processes (default 1)"
+    )
     bench.add_argument(
         "--no-audit",
         action="store_true",
@@ -761,9 +966,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export = audit_commands.add_parser(
         "export", parents=[common], help="write entries FROM..TO with the hash before them"
     )
-    audit_export.add_argument("--from", dest="first", type=int, default=1)
-    audit_export.add_argument("--to", dest="last", type=int)
-    audit_export.add_argument("-o", "--output", type=Path)
+    audit_export.add_argument(
+        "--from", dest="first", type=positive_int, default=1, help="first entry (default 1)"
+    )
+    audit_export.add_argument(
+        "--to", dest="last", type=positive_int, help="last entry (default: the last one)"
+    )
+    audit_export.add_argument(
+        "-o", "--output", type=Path, help="write here (default: standard output)"
+    )
     audit_export.set_defaults(handler=_cmd_audit_export)
 
     messages = commands.add_parser("messages", help="look at and retry messages in the store")
@@ -771,38 +982,67 @@ def build_parser() -> argparse.ArgumentParser:
         dest="messages_command", required=True, metavar="ACTION"
     )
     listing = messages_commands.add_parser("list", parents=[common], help="list messages")
-    listing.add_argument("--state", choices=("pending", "delivered", "failed"))
-    listing.add_argument("--sender")
-    listing.add_argument("--since", help="accepted at or after (YYYY-MM-DDThh:mm:ss)")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument(
+        "--state", choices=("pending", "delivered", "failed"), help="only messages in this state"
+    )
+    listing.add_argument("--sender", metavar="PARTICIPANT", help="only this sender's messages")
+    listing.add_argument(
+        "--since",
+        type=utc_time,
+        metavar="TIME",
+        help="accepted at or after, UTC (YYYY-MM-DD or YYYY-MM-DDThh:mm:ss)",
+    )
+    listing.add_argument(
+        "--limit", type=positive_int, default=100, help="at most this many (default 100)"
+    )
     listing.set_defaults(handler=_cmd_messages)
     show = messages_commands.add_parser(
         "show", parents=[common], help="a message: route, destinations, attempts, receipts"
     )
-    show.add_argument("message_id", metavar="MESSAGEID")
+    show.add_argument("message_id", metavar="MESSAGEID", help="urn:uuid:… or the bare uuid")
     show.set_defaults(handler=_cmd_messages)
     retry = messages_commands.add_parser(
         "retry", parents=[common], help="put a message's Failed destinations back to pending"
     )
-    retry.add_argument("message_id", metavar="MESSAGEID")
-    retry.add_argument("--destination", help="only this participant")
+    retry.add_argument("message_id", metavar="MESSAGEID", help="urn:uuid:… or the bare uuid")
+    retry.add_argument("--destination", metavar="PARTICIPANT", help="only this participant")
     retry.set_defaults(handler=_cmd_messages)
+    status = messages_commands.add_parser(
+        "status",
+        parents=[common, participant],
+        help="the SPEC §7 status of one of your messages, over mTLS (GET /v1/messages/ID)",
+    )
+    status.add_argument("message_id", metavar="MESSAGEID", help="urn:uuid:… or the bare uuid")
+    status.set_defaults(handler=_cmd_messages_status)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     # `bench` uses a fresh SQLite store unless a store was named explicitly.
     args.store_given = any(a.startswith("--store") for a in argv) or "BROKER_STORE" in os.environ
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
+        if debug:
+            raise
         print(f"broker: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"broker: unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
+            "traceback, and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ The tree::
     │   ├── DestinationRejected       DESTINATION_REJECTED
     │   └── DeliveryExpired           DELIVERY_EXPIRED
     ├── ImportRefused                 `broker xsd import` refused a schema; nothing changed (exit 1)
+    ├── UsageError                    a command's argument names nothing there (exit 2)
     └── ConfigError                   a broken routing table, catalog, or certs/ folder (exit 2)
 
 The refusals are listed in the SPEC §8 order of precedence: where several apply, the first wins.
@@ -34,6 +35,7 @@ map errors in exactly one place.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 
@@ -58,6 +60,12 @@ class GatewayError(Exception):
 
 class RefusalError(GatewayError):
     """An intake refusal (SPEC §8)."""
+
+    @property
+    def loggable(self) -> str:
+        """The reason fit for the log: without the document's field values (see SchemaInvalid).
+        The Rejected receipt to the sender keeps the full text."""
+        return self.message
 
 
 class TooLarge(RefusalError):
@@ -101,6 +109,17 @@ class SchemaInvalid(RefusalError):
     @property
     def details(self) -> tuple[str, ...]:
         return self.problems
+
+    @property
+    def loggable(self) -> str:
+        """Path and rule of each error, never the value: documents carry personal data
+        (names, addresses, taxpayer ids) that must not end up in the logs."""
+        return "; ".join(_VALUE.sub("(value withheld)", p) for p in self.problems)
+
+
+# libxml2 quotes the offending value as "The value '…'", "'…' is not a valid value" or
+# "[facet …] The value '…' …"; the pattern and the element names stay.
+_VALUE = re.compile(r"(?<=[Vv]alue )'[^']*'|'[^']*'(?= is not a valid value)")
 
 
 class SignatureMissing(RefusalError):
@@ -154,6 +173,12 @@ class ImportRefused(GatewayError):
     """A registry folder ``broker xsd import`` refuses: invalid or conflicting schemas."""
 
     code = "IMPORT_REFUSED"
+
+
+class UsageError(GatewayError):
+    """A command-line value that names nothing known: an unknown participant or MessageID."""
+
+    code = "USAGE"
 
 
 class ConfigError(GatewayError):

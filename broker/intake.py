@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 
 from broker import clock, xmlsafe
 from broker.audit import AuditEvent
+from broker.config import ConfigHolder, Configuration
 from broker.envelope import WSA
 from broker.errors import CertificateUntrusted, EnvelopeInvalid, RefusalError
 from broker.metrics import Metrics
 from broker.receipts import Receipt, build_receipt, refusal_errors, sha256_b64
-from broker.routing.holder import RoutingHolder
 from broker.routing.table import Decision, RoutingTable
-from broker.schemas import Catalog
 from broker.signing.sign import countersign
-from broker.signing.trust import GatewayIdentity, TrustStore
+from broker.signing.trust import GatewayIdentity
 from broker.signing.verify import Verified, verify_sender
 from broker.store.base import NewJob, NewMessage, RelatedMessage, Store, StoredReceipt
 from broker.validation import check_document
@@ -47,11 +46,10 @@ class TlsIdentity:
 
 @dataclass
 class Gateway:
-    """Everything the stages need, loaded once at start-up (routing reloads in place)."""
+    """Everything the stages need: the configuration in force (reloaded as one set) and what
+    stays for the life of the process (identity, store, limits)."""
 
-    catalog: Catalog
-    routing: RoutingHolder
-    trust: TrustStore
+    config: ConfigHolder
     identity: GatewayIdentity
     store: Store
     limits: xmlsafe.XmlLimits = xmlsafe.DEFAULT_LIMITS
@@ -134,18 +132,22 @@ def _message_id_if_readable(data: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class _Context:
-    """What one message is judged by: one time and one routing table throughout."""
+    """What one message is judged by: one time and one configuration throughout."""
 
     now: dt.datetime
-    table: RoutingTable
+    config: Configuration
+
+    @property
+    def table(self) -> RoutingTable:
+        return self.config.table
 
 
 def _verify(gw: Gateway, body: bytes, tls: TlsIdentity, ctx: _Context) -> Verified:
     """parse → envelope → schema → signature (CPU: run in a worker thread)."""
-    validated = check_document(body, gw.catalog, gw.limits)  # parse, envelope, schema
+    validated = check_document(body, ctx.config.catalog, gw.limits)  # parse, envelope, schema
     verified = verify_sender(  # signature: SIGNATURE_*, CERTIFICATE_UNTRUSTED, SENDER_MISMATCH
         validated,
-        gw.trust,
+        ctx.config.trust,
         ctx.table.participants,
         at=ctx.now,
         tls_participant=tls.participant if tls.error is None else None,
@@ -268,7 +270,7 @@ def _rejection(
     """The signed Rejected receipt (CPU: re-reads the MessageID, signs; run off the loop)."""
     receipt = Receipt(
         kind="Rejected",
-        gateway=gw.routing.table.gateway_id,
+        gateway=gw.config.table.gateway_id,
         message_digest=sha256_b64(body),
         message_id=_message_id_if_readable(body),
         sender=sender,
@@ -310,7 +312,7 @@ async def _reject(
             "event": "rejected",
             "code": error.code,
             "message_id": message_id,
-            "reason": error.message,
+            "reason": error.loggable,
         },
     )
     return Outcome(error.status, signed, error.code, message_id)
@@ -319,8 +321,8 @@ async def _reject(
 async def receive(gw: Gateway, body: bytes, tls: TlsIdentity) -> Outcome:
     """Run the pipeline on a request body that passed the read stage."""
     loop = asyncio.get_running_loop()
-    # One table for the whole message: its digest goes in the receipt.
-    ctx = _Context(clock.now(), gw.routing.table)
+    # One configuration for the whole message: its routing digest goes in the receipt.
+    ctx = _Context(clock.now(), gw.config.current)
     try:
         prepared = await loop.run_in_executor(gw.cpu, _prepare, gw, body, tls, ctx)
         if isinstance(prepared, Verified):

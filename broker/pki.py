@@ -187,11 +187,18 @@ def cert_pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a key readable by its owner only, from the first byte: created 0600 (never
+    written world-readable under umask 022 and chmod-ed afterwards)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
 def write_identity(folder: Path, issued: Issued) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    key_path = folder / "key.pem"
-    key_path.write_bytes(key_pem(issued.key))
-    os.chmod(key_path, 0o600)
+    write_private(folder / "key.pem", key_pem(issued.key))
     (folder / "cert.pem").write_bytes(cert_pem(issued.certificate))
 
 
@@ -215,8 +222,7 @@ def _write_ca(cert_path: Path, key_path: Path, issued: Issued) -> None:
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     key_path.parent.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(cert_pem(issued.certificate))
-    key_path.write_bytes(key_pem(issued.key))
-    os.chmod(key_path, 0o600)
+    write_private(key_path, key_pem(issued.key))
 
 
 def create_demo_pki(

@@ -39,13 +39,18 @@ def client_context(key: Path, cert: Path, gateway_ca: Path) -> ssl.SSLContext:
     return context
 
 
+def _url(gateway: str, path: str) -> str:
+    base = gateway.rstrip("/").removesuffix("/v1/messages")
+    return f"{base}{path}"
+
+
 async def send(
     data: bytes, *, gateway: str, key: Path, cert: Path, gateway_ca: Path, timeout: float = 60.0
 ) -> SendResult:
+    """Sign ``data`` if unsigned and POST it; the signed bytes are returned with the answer, so
+    that a retry can resubmit exactly them (SPEC §7: an identical resubmission is safe)."""
     signed = prepare(data, key.read_bytes(), cert.read_bytes())
-    url = gateway.rstrip("/")
-    if not url.endswith("/v1/messages"):
-        url += "/v1/messages"
+    url = _url(gateway, "/v1/messages")
     context = client_context(key, cert, gateway_ca) if url.startswith("https:") else None
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
@@ -57,3 +62,29 @@ async def send(
         ) as response,
     ):
         return SendResult(response.status, await response.read(), signed)
+
+
+async def fetch(
+    path: str, *, gateway: str, key: Path, cert: Path, gateway_ca: Path, timeout: float = 60.0
+) -> tuple[int, bytes]:
+    """GET ``path`` of the intake API as the participant (mTLS): a receipt or a status."""
+    url = _url(gateway, path)
+    context = client_context(key, cert, gateway_ca) if url.startswith("https:") else None
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+        session.get(url, ssl=context or False) as response,
+    ):
+        return response.status, await response.read()
+
+
+def numbered(path: Path) -> Path:
+    """``path`` if it does not exist yet, else the first free ``name-2.ext``, ``name-3.ext``…:
+    a receipt is never overwritten."""
+    if not path.exists():
+        return path
+    number = 2
+    while True:
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+        number += 1

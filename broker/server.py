@@ -2,14 +2,16 @@
 and stop cleanly (SPEC §7, §9).
 
 SIGTERM/SIGINT: stop accepting (listeners close), finish requests in flight, let deliveries in
-flight finish, release the leases this process holds, close the store, exit 0. SIGHUP reloads the
-routing table (a table with an error is refused and the old one stays).
+flight finish, release the leases this process holds, close the store, exit 0. SIGHUP reloads
+routing.yaml, the schema catalog and certs/ as one set (a set with an error is refused and the one
+in force stays; see broker/config.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import signal
@@ -23,6 +25,7 @@ from aiohttp import web
 
 from broker import clock
 from broker.audit import AuditEvent, Auditor
+from broker.config import KEYS_NOT_RELOADED, ConfigHolder, ReloadResult, Sources
 from broker.delivery.worker import DeliveryWorker, WorkerSettings
 from broker.errors import ConfigError
 from broker.http.admin import TOKEN, admin_app
@@ -30,13 +33,9 @@ from broker.http.intake import IntakeSettings, intake_app
 from broker.intake import Gateway
 from broker.metrics import Metrics
 from broker.operator import EXPIRY_WARNING_DAYS, certificates
-from broker.routing.holder import RoutingHolder
-from broker.routing.load import LoadResult
-from broker.schemas import Catalog
-from broker.signing.trust import GatewayIdentity, TrustStore, fingerprint
-from broker.store.base import StoreUnavailable, open_store
+from broker.signing.trust import GatewayIdentity, fingerprint
+from broker.store.base import StoreUnavailable, open_store, redact
 from broker.tasks import TaskGroup
-from broker.tls import ClientContexts, server_context
 
 log = logging.getLogger("broker.server")
 GAUGE_INTERVAL = 5.0
@@ -59,6 +58,11 @@ class ServeSettings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     shutdown_timeout: float = 30.0
+    create_store: bool = False
+    """Create the SQLite store's missing folders (else only a file in an existing folder)."""
+    reuse_port: bool = False
+    """SO_REUSEPORT on both listeners: only for several processes of one gateway sharing one
+    (PostgreSQL) store; otherwise a second gateway on a busy port must fail, not split traffic."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -69,7 +73,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    """``HOST:PORT`` (``[v6]:PORT``); a malformed one is a ConfigError naming it."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{text!r} is not HOST:PORT with a port from 0 to 65535")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -92,20 +99,23 @@ class GatewayServer:
                 f"admin listener {s.admin} is not on loopback: set an operator token "
                 "(--admin-token / BROKER_ADMIN_TOKEN) or bind it to 127.0.0.1"
             )
-        catalog = Catalog.load(s.xsd)
-        routing = RoutingHolder.load(s.routing)
-        trust = TrustStore.load(s.certs)
+        config = ConfigHolder.load(Sources(s.routing, s.xsd, s.certs, tls=not s.insecure_http))
         identity = GatewayIdentity.load(s.certs)
         # Without an auditor the stores write no audit entries (--no-audit, to measure it).
-        store = open_store(s.store, Auditor(identity) if s.audit else None)
+        store = open_store(
+            s.store, Auditor(identity) if s.audit else None, create=True, folders=s.create_store
+        )
         await store.open()
+        current = config.current
         await store.audit(
             [
                 AuditEvent(
                     "gateway_started",
                     detail={
-                        "routing": routing.table.digest,
-                        "trust": sorted(f"{cc}:{fingerprint(c)}" for cc, c in trust.certificates()),
+                        **current.digests,
+                        "trust": sorted(
+                            f"{cc}:{fingerprint(c)}" for cc, c in current.trust.certificates()
+                        ),
                         "gateway_certificate": fingerprint(identity.certificate),
                     },
                 )
@@ -113,14 +123,12 @@ class GatewayServer:
         )
         loop = asyncio.get_running_loop()
 
-        def on_reload(result: LoadResult) -> None:  # called from the reloading thread
+        def on_reload(result: ReloadResult) -> None:  # called from the reloading thread
             loop.call_soon_threadsafe(self._audit_reload, result)
 
-        routing.listeners.append(on_reload)
+        config.listeners.append(on_reload)
         self.gateway = Gateway(
-            catalog,
-            routing,
-            trust,
+            config,
             identity,
             store,
             cpu=ThreadPoolExecutor(max_workers=2, thread_name_prefix="intake-cpu"),
@@ -128,17 +136,19 @@ class GatewayServer:
         )
         self.worker = DeliveryWorker(
             store,
-            routing,
+            config,
             identity,
-            ClientContexts(s.certs),
             s.worker,
             cpu=self.gateway.cpu,
             metrics=self.gateway.metrics,
         )
-        self.gateway.metrics.routing_digest(routing.table.digest)
+        self.gateway.metrics.routing_digest(config.table.digest)
         self.gateway.wake_delivery = self.worker.wake
         s.intake.insecure = s.insecure_http
-        ssl_context = None if s.insecure_http else server_context(s.certs)
+        ssl_context = current.server_context
+        if ssl_context is not None:
+            # Each new connection takes the TLS context of the configuration in force.
+            ssl_context.sni_callback = config.select_server_context
         if s.insecure_http:
             log.warning(
                 "INSECURE: intake over plain HTTP without client certificates — local "
@@ -146,12 +156,12 @@ class GatewayServer:
                 extra={"event": "insecure_http"},
             )
         self.intake_port = await self._start_site(
-            intake_app(self.gateway, s.intake), s.listen, ssl_context
+            intake_app(self.gateway, s.intake), "intake", s.listen, ssl_context
         )
         admin = admin_app(self.gateway, self.gateway.metrics, self.ready)
         if s.admin_token:
             admin[TOKEN] = s.admin_token
-        self.admin_port = await self._start_site(admin, s.admin, None)
+        self.admin_port = await self._start_site(admin, "admin", s.admin, None)
         self.tasks.start(self.worker.run(), "delivery-worker")
         self.tasks.start(self._watch(), "gauges-and-certificates")
         self.ready[0] = True
@@ -161,8 +171,8 @@ class GatewayServer:
                 "event": "started",
                 "intake": f"{_host_port(s.listen)[0]}:{self.intake_port}",
                 "admin": f"{_host_port(s.admin)[0]}:{self.admin_port}",
-                "routing_digest": routing.table.digest,
-                "store": s.store,
+                "routing_digest": config.table.digest,
+                "store": redact(s.store),
             },
         )
 
@@ -170,7 +180,7 @@ class GatewayServer:
         """Refresh the store and certificate gauges; warn of expiring certificates at start-up
         and then daily."""
         metrics = self.gateway.metrics
-        last_warning = 0.0
+        last_warning: float | None = None  # None: warn at start-up, then daily
         # certs/ is read once at start-up, like the trust store: only the days left change.
         watched = list(certificates(self.settings.certs))
         while not self._stopped.is_set():
@@ -184,15 +194,20 @@ class GatewayServer:
                 pass
             metrics.leases_held.set(self.worker.leases_held)
             now = clock.now()
-            warn = time.monotonic() - last_warning > CERTIFICATE_WARNING_INTERVAL
+            warn = (
+                last_warning is None
+                or time.monotonic() - last_warning > CERTIFICATE_WARNING_INTERVAL
+            )
             for item in watched:
                 days = item.days_left(now)
                 subject = item.certificate.subject.rfc4514_string()
                 metrics.certificate_days.labels(item.role, subject).set(round(days, 2))
                 if warn and days <= EXPIRY_WARNING_DAYS:
                     log.warning(
-                        "certificate %s",
+                        "certificate %s %s (%s)",
+                        item.path,
                         item.status(now),
+                        f"{days:.0f} days left" if days > 0 else "expired",
                         extra={
                             "event": "certificate_expiring",
                             "path": str(item.path),
@@ -205,21 +220,22 @@ class GatewayServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), GAUGE_INTERVAL)
 
-    def _audit_reload(self, result: LoadResult) -> None:
+    def _audit_reload(self, result: ReloadResult) -> None:
         metrics = self.gateway.metrics
-        if result.table is not None:
-            metrics.routing_digest(result.table.digest)
+        if result.configuration is not None:
+            metrics.routing_digest(result.configuration.table.digest)
+            event = AuditEvent(
+                "configuration_reloaded",
+                detail={**result.configuration.digests, "not_reloaded": KEYS_NOT_RELOADED},
+            )
         else:
             metrics.reload_failures.inc()
-        if result.table is not None:
-            event = AuditEvent("routing_reloaded", detail={"routing": result.table.digest})
-        else:
-            event = AuditEvent(
-                "routing_refused", detail={"errors": [str(p) for p in result.errors]}
-            )
-        self.tasks.start(self.gateway.store.audit([event]), "audit-routing-reload")
+            event = AuditEvent("configuration_refused", detail={"errors": result.errors})
+        self.tasks.start(self.gateway.store.audit([event]), "audit-reload")
 
-    async def _start_site(self, app: web.Application, address: str, ssl_context: object) -> int:
+    async def _start_site(
+        self, app: web.Application, name: str, address: str, ssl_context: object
+    ) -> int:
         runner = web.AppRunner(
             app, shutdown_timeout=self.settings.shutdown_timeout, access_log=None
         )
@@ -227,9 +243,20 @@ class GatewayServer:
         host, port = _host_port(address)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if hasattr(socket, "SO_REUSEPORT"):  # several `broker serve` may share one port
+        if self.settings.reuse_port:  # several `broker serve` of one gateway on one store
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            await runner.cleanup()
+            reason = (
+                "the port is in use (another gateway or program listens there; "
+                "--reuse-port shares it between processes of one gateway)"
+                if exc.errno == errno.EADDRINUSE
+                else exc.strerror
+            )
+            raise ConfigError(f"{name} listener {host}:{port}: cannot listen: {reason}") from exc
         site = web.SockSite(runner, sock, ssl_context=ssl_context)  # type: ignore[arg-type]
         await site.start()
         self._runners.append(runner)
@@ -257,7 +284,7 @@ async def serve(settings: ServeSettings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server.gateway.routing.install_sighup(loop)
+    server.gateway.config.install_sighup(loop)
     await stop.wait()
     await server.stop()
     return 0

@@ -24,16 +24,29 @@ def _trust_files(certs: Path, country: str | None = None) -> list[Path]:
     return [pem for folder in folders if folder.is_dir() for pem in sorted(folder.glob("*.pem"))]
 
 
+# TLS 1.2 suites: forward-secret AEAD only (no CBC); TLS 1.3 suites are AEAD by definition.
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+
+
+def _harden(context: ssl.SSLContext) -> None:
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(AEAD_CIPHERS)
+
+
 def _load_identity(context: ssl.SSLContext, certs: Path) -> None:
     try:
         context.load_cert_chain(certs / "tls" / "cert.pem", certs / "tls" / "key.pem")
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{certs / 'tls'}: cannot load the gateway TLS identity: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"{certs / 'tls'}/cert.pem, key.pem: cannot load the gateway TLS identity: {reason} "
+            "(do the key and the certificate belong together? `broker certs check` lists them)"
+        ) from exc
 
 
 def server_context(certs: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _harden(context)
     _load_identity(context, certs)
     context.verify_mode = ssl.CERT_REQUIRED
     files = _trust_files(certs)
@@ -55,7 +68,7 @@ class ClientContexts:
         context = self._contexts.get(country)
         if context is None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            _harden(context)
             files = _trust_files(self.certs, country)
             if not files:
                 raise ConfigError(f"no CA in {self.certs / 'trust' / country} for {country}")

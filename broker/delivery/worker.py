@@ -23,14 +23,13 @@ import aiohttp
 
 from broker import clock
 from broker.audit import AuditEvent
+from broker.config import ConfigHolder
 from broker.errors import DeliveryExpired, DestinationRejected
 from broker.metrics import Metrics
 from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
-from broker.routing.holder import RoutingHolder
 from broker.signing.trust import GatewayIdentity
 from broker.store.base import Job, NewJob, Store, StoredReceipt, StoreUnavailable
 from broker.tasks import TaskGroup
-from broker.tls import ClientContexts
 
 from . import retry
 
@@ -64,9 +63,8 @@ class DeliveryWorker:
     def __init__(
         self,
         store: Store,
-        routing: RoutingHolder,
+        config: ConfigHolder,
         identity: GatewayIdentity,
-        contexts: ClientContexts,
         settings: WorkerSettings = WorkerSettings(),
         owner: str | None = None,
         cpu: Executor | None = None,
@@ -76,9 +74,8 @@ class DeliveryWorker:
         self.cpu = cpu
         """Where receipts are signed: CPU work stays off the event loop."""
         self.store = store
-        self.routing = routing
+        self.config = config
         self.identity = identity
-        self.contexts = contexts
         self.settings = settings
         self.owner = owner or f"worker-{uuid.uuid4()}"
         self._wake = asyncio.Event()
@@ -130,12 +127,12 @@ class DeliveryWorker:
 
     # -- one job -----------------------------------------------------------------------------
     async def _post(self, job: Job) -> _Attempt:
-        participant = self.routing.table.participants.get(job.destination)
+        participant = self.config.table.participants.get(job.destination)
         if participant is None:
             return _Attempt(None, f"{job.destination} is no longer in the routing table")
         content_type = "application/soap+xml" if job.kind == "message" else "application/xml"
         ssl = (
-            self.contexts.for_country(participant.country)
+            self.config.current.client_contexts.for_country(participant.country)
             if job.endpoint.startswith("https:")
             else False
         )
@@ -287,7 +284,7 @@ class DeliveryWorker:
     ) -> StoredReceipt:
         receipt = Receipt(
             kind=kind,
-            gateway=self.routing.table.gateway_id,
+            gateway=self.config.table.gateway_id,
             message_digest=job.digest,
             message_id=job.message_id,
             track_id=job.track_id,
@@ -313,7 +310,7 @@ class DeliveryWorker:
         )
 
     def _push_job(self, job: Job, receipt: StoredReceipt) -> NewJob | None:
-        sender = self.routing.table.participants.get(job.sender)
+        sender = self.config.table.participants.get(job.sender)
         if sender is None or sender.receipts is None:
             return None
         now = time.time()

@@ -5,6 +5,7 @@ Plain HTTP bound to loopback by default; anyone who can reach it is an operator.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -14,7 +15,9 @@ from aiohttp.typedefs import Handler
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from broker import clock
 from broker.audit import AuditEvent
+from broker.config import KEYS_NOT_RELOADED
 from broker.http.intake import GATEWAY, _uuid
 from broker.intake import Gateway
 from broker.metrics import Metrics
@@ -46,7 +49,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def routing(request: web.Request) -> web.Response:
-    table = request.app[GATEWAY].routing.table
+    table = request.app[GATEWAY].config.table
     return _json(
         {
             "source": table.source,
@@ -79,15 +82,20 @@ async def routing(request: web.Request) -> web.Response:
     )
 
 
-async def reload_routing(request: web.Request) -> web.Response:
-    holder = request.app[GATEWAY].routing
-    result = holder.reload()
+async def reload(request: web.Request) -> web.Response:
+    """Reload routing, catalog and certs as one set (in a thread: compiling schemas and reading
+    certificates must not block the event loop); 422 with every error when refused."""
+    holder = request.app[GATEWAY].config
+    result = await asyncio.get_running_loop().run_in_executor(None, holder.reload)
     body = {
+        "reloaded": result.configuration is not None,
         "digest": holder.table.digest,
-        "errors": [str(p) for p in result.errors],
-        "warnings": [str(p) for p in result.warnings],
+        "digests": holder.current.digests,
+        "errors": result.errors,
+        "warnings": result.warnings,
+        "not_reloaded": KEYS_NOT_RELOADED,
     }
-    return _json(body, 200 if result.table is not None else 422)
+    return _json(body, 200 if result.configuration is not None else 422)
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -102,9 +110,27 @@ async def list_messages(request: web.Request) -> web.Response:
         return _json(
             {"code": "BAD_REQUEST", "message": "state is pending, delivered or failed"}, 400
         )
-    limit = min(int(request.query.get("limit", "100")), 1000)
+    text = request.query.get("limit", "100")
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        return _json(
+            {"code": "BAD_REQUEST", "message": f"limit {text!r} is not a number from 1 to 1000"},
+            400,
+        )
+    limit = int(text)
+    since = request.query.get("since")
+    if since is not None:
+        try:
+            clock.parse_time(since)
+        except ValueError:
+            return _json(
+                {
+                    "code": "BAD_REQUEST",
+                    "message": f"since {since!r} is not a UTC time YYYY-MM-DDThh:mm:ss.sssZ",
+                },
+                400,
+            )
     views = await request.app[GATEWAY].store.messages(
-        states[state], request.query.get("sender"), request.query.get("since"), limit
+        states[state], request.query.get("sender"), since, limit
     )
     return _json([{**v.as_json(), "state": v.state, "accepted_at": v.accepted_at} for v in views])
 
@@ -136,8 +162,10 @@ async def operator_token(request: web.Request, handler: Handler) -> web.StreamRe
     readiness and metrics stay open for probes and scrapers."""
     token = request.app.get(TOKEN)
     if token and request.path.startswith("/admin/"):
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        header = request.headers.get("Authorization", "")
+        # Only `Bearer <token>`: a bare token, a query parameter or a cookie is refused.
+        given = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
+        if not given or not hmac.compare_digest(given.encode(), token.encode()):
             return _json({"code": "UNAUTHORIZED", "message": "operator token required"}, 401)
     return await handler(request)
 
@@ -151,7 +179,8 @@ def admin_app(gateway: Gateway, metrics_: Metrics, ready: list[bool]) -> web.App
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/admin/routing", routing)
-    app.router.add_post("/admin/routing/reload", reload_routing)
+    app.router.add_post("/admin/reload", reload)
+    app.router.add_post("/admin/routing/reload", reload)  # the v1 address, kept
     app.router.add_get("/admin/messages", list_messages)
     app.router.add_post("/admin/messages/{message_id}/retry", retry_message)
     return app

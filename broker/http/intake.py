@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 from broker import clock
@@ -61,8 +62,8 @@ def _tls_identity(request: web.Request) -> TlsIdentity:
         return TlsIdentity(None, CertificateUntrusted("no TLS client certificate"))
     certificate = certificate_from_der(der)
     try:
-        participant = gateway.trust.identify(
-            certificate, (), gateway.routing.table.participants, clock.now()
+        participant = gateway.config.current.trust.identify(
+            certificate, (), gateway.config.table.participants, clock.now()
         )
     except CertificateUntrusted as exc:
         return TlsIdentity(None, CertificateUntrusted(f"TLS client certificate: {exc.message}"))
@@ -99,6 +100,17 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             body = await _read_body(request, gateway.limits.max_bytes)
         except TooLarge as exc:
             response = _problem(exc.status, exc.code, exc.message)
+            response.force_close()
+            return response
+        except (ConnectionError, aiohttp.ClientConnectionError) as exc:
+            # The client went away mid-body: nothing to answer or store; not our error.
+            log.info(
+                "client %s disconnected while sending: %s",
+                request.remote,
+                type(exc).__name__,
+                extra={"event": "client_disconnected", "remote": request.remote},
+            )
+            response = _problem(400, "INCOMPLETE", "the request body was cut off")
             response.force_close()
             return response
         tls = _tls_identity(request)

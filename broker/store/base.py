@@ -283,15 +283,32 @@ def resubmitted(message: NewMessage) -> AuditEvent:
     )
 
 
-def open_store(url: str, auditor: Auditor | None = None) -> Store:
+def redact(url: str) -> str:
+    """A store URL fit for logs, errors and the admin API: any password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, _, host = rest.partition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def open_store(
+    url: str, auditor: Auditor | None = None, *, create: bool = False, folders: bool = False
+) -> Store:
     """The store for a URL: ``sqlite:///relative/path``, ``sqlite:////absolute/path``, or a
-    libpq URL ``postgresql://user@host:port/db``."""
+    libpq URL ``postgresql://user@host:port/db``.
+
+    ``create``: a SQLite file that does not exist yet may be created (``broker serve``); every
+    read-only and operator command refuses one instead, so that a typo in a path is an error
+    rather than an empty store. ``folders``: its missing folders may be created too
+    (``serve --create-store``)."""
     if url.startswith("sqlite:///"):
         from broker.store.sqlite import SqliteStore
 
-        return SqliteStore(url.removeprefix("sqlite:///"), auditor)
+        return SqliteStore(url.removeprefix("sqlite:///"), auditor, create=create, folders=folders)
     if url.startswith(("postgresql://", "postgres://")):
         from broker.store.postgres import PostgresStore
 
         return PostgresStore(url, auditor=auditor)
-    raise ConfigError(f"unknown store URL {url!r} (sqlite:///path or postgresql://…)")
+    raise ConfigError(f"unknown store URL {redact(url)!r} (sqlite:///path or postgresql://…)")

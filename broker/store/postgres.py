@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from broker.audit import AuditEvent, Auditor, Entry
-from broker.errors import DuplicateConflict
+from broker.errors import ConfigError, DuplicateConflict
 from broker.store.base import (
     Accepted,
     DestinationView,
@@ -39,6 +39,7 @@ from broker.store.base import (
     RelatedMessage,
     StoredReceipt,
     StoreUnavailable,
+    redact,
     resubmitted,
 )
 from broker.store.queries import load_migrations, load_queries, positional
@@ -90,6 +91,14 @@ def _closed(exc: asyncpg.exceptions.InterfaceError) -> bool:
     )
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
+        return f"the database does not exist ({exc})"
+    if isinstance(exc, OSError | TimeoutError):
+        return f"the server is unreachable ({exc.strerror or type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class PostgresStore:
     """``postgresql://user@host:port/db`` (extra query parameters become server settings, e.g.
     ``?search_path=gateway``)."""
@@ -124,8 +133,12 @@ class PostgresStore:
                         await conn.execute(
                             "INSERT INTO schema_migrations VALUES ($1, $2)", version, name
                         )
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL unreachable: {exc}") from exc
+        except (*_UNAVAILABLE, asyncpg.exceptions.PostgresError) as exc:
+            # At start-up every failure is the operator's to fix: one line, no traceback.
+            await self.close()
+            raise ConfigError(
+                f"PostgreSQL store {redact(self.dsn)}: cannot open: {_reason(exc)}"
+            ) from exc
 
     async def close(self) -> None:
         self._wake = None  # no more LISTEN reconnections

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from broker.audit import AuditEvent, Auditor, Entry
-from broker.errors import DuplicateConflict
+from broker.errors import ConfigError, DuplicateConflict
 from broker.store.base import (
     Accepted,
     DestinationView,
@@ -53,6 +53,8 @@ class _Writer(threading.Thread):
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(name="sqlite-writer", daemon=True)
         self.conn = conn
+        self.failing = False
+        """The last transaction failed (e.g. the disk is full): /readyz says not ready."""
         self.queue: queue.Queue[
             tuple[WriteOp, asyncio.AbstractEventLoop, asyncio.Future[Any]] | None
         ] = queue.Queue()
@@ -85,18 +87,27 @@ class _Writer(threading.Thread):
                 try:
                     results.append((True, op(self.conn)))
                     self.conn.execute(f"RELEASE op{index}")
+                except sqlite3.OperationalError:
+                    raise  # disk full, I/O error, locked: the store's failure, not the op's
                 except Exception as exc:  # the op's own failure, rolled back alone
                     self.conn.execute(f"ROLLBACK TO op{index}")
                     self.conn.execute(f"RELEASE op{index}")
                     results.append((False, exc))
             self.conn.execute("COMMIT")
+            self.failing = False
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
+            self.failing = True
             failure = StoreUnavailable(f"SQLite transaction failed: {exc}")
             results = [(False, failure)] * len(batch)
         for (_, loop, future), (ok, value) in zip(batch, results, strict=True):
             loop.call_soon_threadsafe(_resolve, future, ok, value)
+
+
+def _probe_write(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (-1, 'readiness probe')")
+    conn.execute("DELETE FROM schema_migrations WHERE version = -1")
 
 
 _JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
@@ -130,17 +141,43 @@ def _connect(path: Path) -> sqlite3.Connection:
 class SqliteStore:
     """The default store (``sqlite:///var/broker.sqlite3``)."""
 
-    def __init__(self, path: str, auditor: Auditor | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        auditor: Auditor | None = None,
+        *,
+        create: bool = True,
+        folders: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.auditor = auditor
+        self.create = create
+        """May open() create the file? (Operator commands: no; a typo is then an error.)"""
+        self.folders = folders
+        """May open() create the missing folders of a new file?"""
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
 
     # -- plumbing ----------------------------------------------------------------------------
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer_conn = _connect(self.path)
+        if not self.path.exists():
+            if not self.create:
+                raise ConfigError(
+                    f"no SQLite store at {self.path}: check --store / BROKER_STORE (a store is "
+                    "created only by `broker serve`)"
+                )
+            if not self.path.parent.is_dir():
+                if not self.folders:
+                    raise ConfigError(
+                        f"the folder {self.path.parent} of the SQLite store does not exist: "
+                        "create it, or pass --create-store to `broker serve`"
+                    )
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            writer_conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"SQLite store {self.path}: cannot open: {exc}") from exc
         self._migrate(writer_conn)
         self._writer = _Writer(writer_conn)
         self._writer.start()
@@ -200,7 +237,11 @@ class SqliteStore:
         """Nothing to do: in one process, intake wakes the worker directly."""
 
     async def ping(self) -> bool:
+        """Readable, and writable: after a failed transaction a probe write (a row inserted and
+        deleted again) must succeed before the store counts as ready again."""
         try:
+            if self._writer is not None and self._writer.failing:
+                await self._write(_probe_write)
             return bool(await self._read(lambda c: c.execute("SELECT 1").fetchone()))
         except StoreUnavailable:
             return False

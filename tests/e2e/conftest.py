@@ -124,7 +124,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None
 
 @contextlib.asynccontextmanager
 async def open_exchange(
-    test_pki: Pki, folder: Path, routing: str = ROUTING
+    test_pki: Pki, folder: Path, routing: str = ROUTING, xsd: Path = ROOT / "xsd"
 ) -> AsyncIterator[Exchange]:
     """Start the three windows and a gateway on ``routing`` (a template of ROUTING's form)."""
     windows = {p: SingleWindow(p, test_pki.folder) for p in ("KZ-SW", "RU-SW", "BY-SW")}
@@ -143,7 +143,7 @@ async def open_exchange(
     settings = ServeSettings(
         routing=table,
         certs=test_pki.folder,
-        xsd=ROOT / "xsd",
+        xsd=xsd,
         store=f"sqlite:///{folder / 'broker.sqlite3'}",
         listen="127.0.0.1:0",
         admin="127.0.0.1:0",

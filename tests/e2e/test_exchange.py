@@ -208,14 +208,14 @@ async def test_refusals_get_a_signed_rejected_receipt_and_nothing_is_forwarded(
         body = sign_as(
             exchange.pki, "KZ-SW", sample, edit=lambda t: t.replace("P.TS.01", "P.ZZ.99")
         )
-        exchange.server.gateway.routing.path.write_text(
-            exchange.server.gateway.routing.path.read_text().replace(
+        exchange.server.gateway.config.sources.routing.write_text(
+            exchange.server.gateway.config.sources.routing.read_text().replace(
                 "routes:\n",
                 "routes:\n  - {name: deny, match: {action: 'int://CP/P.ZZ.99/*'}, "
                 "reject: 'ROUTE_DENIED: closed'}\n",
             )
         )
-        exchange.server.gateway.routing.reload()
+        exchange.server.gateway.config.reload()
     else:
         body = sign_as(exchange.pki, "KZ-SW", sample)
     got_status, data = await exchange.post(sender, body)
@@ -248,8 +248,8 @@ async def test_admin_listener_health_routing_reload_and_retry(exchange: Exchange
     assert (await exchange.admin("GET", "/healthz"))[0] == 200
     assert (await exchange.admin("GET", "/readyz"))[0] == 200
     status, body = await exchange.admin("GET", "/admin/routing")
-    assert json.loads(body)["digest"] == exchange.server.gateway.routing.table.digest
-    path = exchange.server.gateway.routing.path
+    assert json.loads(body)["digest"] == exchange.server.gateway.config.table.digest
+    path = exchange.server.gateway.config.sources.routing
     good = path.read_text()
     path.write_text(good.replace("deliver: addressee", "deliver: somebody", 1))
     status, body = await exchange.admin("POST", "/admin/routing/reload")

@@ -27,7 +27,7 @@ async def _server(
 ) -> GatewayServer:
     server = GatewayServer(
         ServeSettings(
-            routing=exchange.server.gateway.routing.path,
+            routing=exchange.server.gateway.config.sources.routing,
             certs=exchange.pki.folder,
             xsd=ROOT / "xsd",
             store=f"sqlite:///{tmp_path / 'mode.sqlite3'}",

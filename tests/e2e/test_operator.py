@@ -154,7 +154,7 @@ async def test_metrics_move_with_traffic(exchange: Exchange) -> None:
     assert _metric(after, 'broker_receipts_pushed_total{outcome="delivered"}') == 2
     assert _metric(after, "broker_intake_seconds_count") == 2
     assert _metric(after, "broker_delivery_seconds_count") == 2
-    digest = exchange.server.gateway.routing.table.digest
+    digest = exchange.server.gateway.config.table.digest
     assert f'broker_routing_table{{sha256="{digest}"}} 1.0' in after
     assert 'broker_certificate_expiry_days{role="gateway signing"' in after
 
