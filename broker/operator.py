@@ -160,6 +160,7 @@ def certificates(certs: Path) -> Iterator[CertificateStatus]:
         ("gateway/cert.pem", "gateway signing"),
         ("gateway/ca.pem", "gateway CA"),
         ("tls/cert.pem", "gateway TLS"),
+        ("known/*.pem", "known signing certificate"),
         ("participants/*/cert.pem", "participant (development)"),
     ]
     for pattern, role in roles:

@@ -106,7 +106,9 @@ class _Writer(threading.Thread):
 
 
 def _probe_write(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (-1, 'readiness probe')")
+    # Big enough to need fresh pages, as a message does: a store that can only rewrite the
+    # pages it has is still full.
+    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (-1, zeroblob(65536))")
     conn.execute("DELETE FROM schema_migrations WHERE version = -1")
 
 

@@ -124,7 +124,11 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None
 
 @contextlib.asynccontextmanager
 async def open_exchange(
-    test_pki: Pki, folder: Path, routing: str = ROUTING, xsd: Path = ROOT / "xsd"
+    test_pki: Pki,
+    folder: Path,
+    routing: str = ROUTING,
+    xsd: Path = ROOT / "xsd",
+    admin_token: str | None = None,
 ) -> AsyncIterator[Exchange]:
     """Start the three windows and a gateway on ``routing`` (a template of ROUTING's form)."""
     windows = {p: SingleWindow(p, test_pki.folder) for p in ("KZ-SW", "RU-SW", "BY-SW")}
@@ -149,6 +153,7 @@ async def open_exchange(
         admin="127.0.0.1:0",
         worker=WorkerSettings(poll=0.05, timeout=5),
         shutdown_timeout=5,
+        admin_token=admin_token,
     )
     server = GatewayServer(settings)
     await server.start()
