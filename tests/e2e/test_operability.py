@@ -232,9 +232,7 @@ async def test_cut_off_client_and_schema_values_stay_out_of_error_logs(
     identity = exchange.pki.folder / "participants" / "KZ-SW"
     context = ssl.create_default_context(cafile=str(exchange.pki.folder / "gateway" / "ca.pem"))
     context.load_cert_chain(identity / "cert.pem", identity / "key.pem")
-    _, writer = await asyncio.open_connection(
-        "127.0.0.1", exchange.server.intake_port, ssl=context
-    )
+    _, writer = await asyncio.open_connection("127.0.0.1", exchange.server.intake_port, ssl=context)
     writer.write(
         b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\n"
         b"Content-Length: 100000\r\n\r\n<soap:Envelope"
