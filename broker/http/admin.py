@@ -19,6 +19,7 @@ from broker import clock
 from broker.audit import AuditEvent
 from broker.config import KEYS_NOT_RELOADED
 from broker.http.intake import GATEWAY, _uuid
+from broker.http.openapi import DESCRIPTION
 from broker.intake import Gateway
 from broker.metrics import Metrics
 from broker.store.base import JobState
@@ -46,6 +47,10 @@ async def metrics(request: web.Request) -> web.Response:
         body=generate_latest(request.app[METRICS].registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(DESCRIPTION)
 
 
 async def routing(request: web.Request) -> web.Response:
@@ -120,15 +125,9 @@ async def list_messages(request: web.Request) -> web.Response:
     since = request.query.get("since")
     if since is not None:
         try:
-            clock.parse_time(since)
-        except ValueError:
-            return _json(
-                {
-                    "code": "BAD_REQUEST",
-                    "message": f"since {since!r} is not a UTC time YYYY-MM-DDThh:mm:ss.sssZ",
-                },
-                400,
-            )
+            since = clock.format_time(clock.parse_rfc3339(since))
+        except ValueError as exc:
+            return _json({"code": "BAD_REQUEST", "message": f"since: {exc}"}, 400)
     views = await request.app[GATEWAY].store.messages(
         states[state], request.query.get("sender"), since, limit
     )
@@ -178,6 +177,7 @@ def admin_app(gateway: Gateway, metrics_: Metrics, ready: list[bool]) -> web.App
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/admin/routing", routing)
     app.router.add_post("/admin/reload", reload)
     app.router.add_post("/admin/routing/reload", reload)  # the v1 address, kept
