@@ -655,6 +655,14 @@ def _shown(url: str) -> str:
     return redact(url)
 
 
+def _cmd_store_backup(args: argparse.Namespace) -> int:
+    from broker import operator
+
+    pages = operator.backup_sqlite(args.store, args.output)
+    print(f"backup of {args.store} written to {args.output} ({pages} pages, integrity ok)")
+    return EXIT_OK
+
+
 def _cmd_certs_check(args: argparse.Namespace) -> int:
     from broker import operator
 
@@ -945,6 +953,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the gateway without its audit log (to measure its cost)",
     )
     bench.set_defaults(handler=_cmd_bench)
+
+    store = commands.add_parser("store", help="the gateway's store")
+    store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    backup = store_commands.add_parser(
+        "backup",
+        parents=[common],
+        help="an online, consistent copy of a SQLite store, while the gateway runs "
+        "(PostgreSQL: pg_dump; docs/deploy.md)",
+    )
+    backup.add_argument("output", type=Path, metavar="FILE", help="the copy to write (new file)")
+    backup.set_defaults(handler=_cmd_store_backup)
 
     audit = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -187,3 +187,34 @@ def describe_certificates(certs: Path) -> tuple[list[str], bool]:
             f"{item.path}"
         )
     return lines, fine
+
+
+def backup_sqlite(url: str, out: Path) -> int:
+    """An online, consistent copy of a SQLite store (the SQLite backup API: the gateway may keep
+    running and writing). Returns the pages copied. PostgreSQL stores are backed up with
+    pg_dump (docs/deploy.md)."""
+    import sqlite3
+
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(
+            f"{url.split('://', 1)[0]} store: back it up with pg_dump (docs/deploy.md)"
+        )
+    source_path = Path(url.removeprefix("sqlite:///"))
+    if not source_path.is_file():
+        raise ConfigError(f"no SQLite store at {source_path}: check --store / BROKER_STORE")
+    if out.exists():
+        raise ConfigError(f"{out} exists: a backup never overwrites a file")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out.parent}: no such folder for the backup")
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    target = sqlite3.connect(out)
+    try:
+        source.backup(target)
+        pages = int(target.execute("PRAGMA page_count").fetchone()[0])
+        (verdict,) = target.execute("PRAGMA integrity_check").fetchone()
+        if verdict != "ok":
+            raise ConfigError(f"{out}: the copy fails SQLite's integrity check: {verdict}")
+        return pages
+    finally:
+        target.close()
+        source.close()

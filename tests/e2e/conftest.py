@@ -129,9 +129,16 @@ async def open_exchange(
     routing: str = ROUTING,
     xsd: Path = ROOT / "xsd",
     admin_token: str | None = None,
+    store: str | None = None,
+    lease: float = 60.0,
+    ports: dict[str, int] | None = None,
 ) -> AsyncIterator[Exchange]:
-    """Start the three windows and a gateway on ``routing`` (a template of ROUTING's form)."""
-    windows = {p: SingleWindow(p, test_pki.folder) for p in ("KZ-SW", "RU-SW", "BY-SW")}
+    """Start the three windows (on ``ports``, else free ones) and a gateway on ``routing`` (a
+    template of ROUTING's form)."""
+    windows = {
+        p: SingleWindow(p, test_pki.folder, port=(ports or {}).get(p, 0))
+        for p in ("KZ-SW", "RU-SW", "BY-SW")
+    }
     for window in windows.values():
         await window.start()
     table = folder / "routing.yaml"
@@ -148,10 +155,10 @@ async def open_exchange(
         routing=table,
         certs=test_pki.folder,
         xsd=xsd,
-        store=f"sqlite:///{folder / 'broker.sqlite3'}",
+        store=store or f"sqlite:///{folder / 'broker.sqlite3'}",
         listen="127.0.0.1:0",
         admin="127.0.0.1:0",
-        worker=WorkerSettings(poll=0.05, timeout=5),
+        worker=WorkerSettings(poll=0.05, timeout=5, lease=lease),
         shutdown_timeout=5,
         admin_token=admin_token,
     )

@@ -103,6 +103,6 @@ schema = schemathesis.openapi.from_dict(DESCRIPTION).include(tag="admin")
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_admin_api_holds_to_its_description(case: schemathesis.Case, admin_url: str) -> None:  # type: ignore[type-arg]
-    """Generated requests (with and without the token) never get a 500 or an answer the
+    """Generated requests, with the operator token, never get a 500 or an answer the
     description does not allow."""
     case.call_and_validate(base_url=admin_url, headers={"Authorization": "Bearer schemathesis"})
