@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from broker.errors import ConfigError, GatewayError, UsageError
+from broker.errors import ConfigError, GatewayError, UsageError, plain
 
 if TYPE_CHECKING:
     from broker.routing.table import RoutingTable
@@ -360,6 +360,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from cryptography import x509
 
+    from broker.errors import CertificateUntrusted
     from broker.receipts import check_message_digest, describe, verify_receipt
 
     trust_path: Path = args.trust or args.certs / "gateway" / "ca.pem"
@@ -367,11 +368,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         trusted = x509.load_pem_x509_certificates(trust_path.read_bytes())
         data = args.receipt.read_bytes()
         message = args.message.read_bytes() if args.message else None
-    except (OSError, ValueError) as exc:
-        print(f"broker verify: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename}: cannot read: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{trust_path}: not a PEM CA certificate: {exc}") from exc
     try:
         checked = verify_receipt(data, trusted)
+    except CertificateUntrusted as exc:
+        print(
+            f"{args.receipt}: NOT VALID: {exc} — is {trust_path} the CA of the gateway that "
+            "issued this receipt? (--trust CA.pem)"
+        )
+        return EXIT_NEGATIVE
     except GatewayError as exc:
         print(f"{args.receipt}: NOT VALID: {exc}")
         return EXIT_NEGATIVE
@@ -451,10 +459,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
             send(data, gateway=args.gateway, key=args.key, cert=args.cert, gateway_ca=gateway_ca)
         )
     except aiohttp.ClientError as exc:
-        raise ConfigError(f"cannot reach the gateway at {args.gateway}: {exc}") from exc
+        raise ConfigError(f"cannot reach the gateway at {args.gateway}: {plain(exc)}") from exc
+    except ConfigError:
+        raise
     except GatewayError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return EXIT_NEGATIVE
+    except ValueError as exc:  # not an envelope, or a key that is not RSA/EC
+        raise UsageError(f"{args.file} or {args.key}: {exc}") from exc
     if not args.resend:
         # Keep exactly what was sent: `--resend` submits these bytes again, and
         # `broker verify RECEIPT --message` ties the receipt to them.
@@ -495,7 +507,7 @@ def _as_participant(args: argparse.Namespace, path: str) -> tuple[int, bytes]:
             fetch(path, gateway=args.gateway, key=args.key, cert=args.cert, gateway_ca=gateway_ca)
         )
     except aiohttp.ClientError as exc:
-        raise ConfigError(f"cannot reach the gateway at {args.gateway}: {exc}") from exc
+        raise ConfigError(f"cannot reach the gateway at {args.gateway}: {plain(exc)}") from exc
 
 
 def _bare_id(text: str) -> str:
@@ -720,7 +732,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="check envelopes offline (SPEC §1 and §5; signatures are not checked)",
     )
-    validate.add_argument("files", nargs="+", type=readable_file, metavar="FILE")
+    validate.add_argument(
+        "files", nargs="+", type=readable_file, metavar="FILE", help="envelopes to check"
+    )
     validate.set_defaults(handler=_cmd_validate)
     routing = commands.add_parser("routing", help="routing table tools")
     routing_commands = routing.add_subparsers(
@@ -740,7 +754,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = routing_commands.add_parser(
         "explain", parents=[common], help="show which rule routes a message, and why not the others"
     )
-    explain.add_argument("message", type=readable_file, metavar="MESSAGE")
+    explain.add_argument(
+        "message", type=readable_file, metavar="MESSAGE", help="an envelope (signed or not)"
+    )
     explain.add_argument(
         "--from",
         dest="sender",
@@ -783,13 +799,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--cert", type=readable_file, required=True, help="participant certificate (PEM)"
     )
     sign.add_argument("-o", "--output", type=Path, help="write here (default: standard output)")
-    sign.add_argument("envelope", type=readable_file, metavar="ENVELOPE")
+    sign.add_argument(
+        "envelope", type=readable_file, metavar="ENVELOPE", help="the unsigned envelope"
+    )
     sign.set_defaults(handler=_cmd_sign)
 
     verify = commands.add_parser(
         "verify", parents=[common], help="check a receipt's signature and what it attests"
     )
-    verify.add_argument("receipt", type=readable_file, metavar="RECEIPT")
+    verify.add_argument(
+        "receipt", type=readable_file, metavar="RECEIPT", help="a receipt of the gateway (XML)"
+    )
     verify.add_argument(
         "--trust",
         type=readable_file,
@@ -929,7 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=Path("demo-out"),
-        help="folder for the PKI, store, receipts and forwarded messages",
+        help="folder for the PKI, store, receipts and forwarded messages (default demo-out)",
     )
     demo.set_defaults(handler=_cmd_demo)
 

@@ -185,3 +185,13 @@ class ConfigError(GatewayError):
     """Configuration the gateway cannot start or reload with (routing, catalog, certs)."""
 
     code = "CONFIG_ERROR"
+
+
+_REPR = re.compile(r"\s*\b\w+:<[^<>]* object at 0x[0-9a-f]+>|<[^<>]* object at 0x[0-9a-f]+>")
+
+
+def plain(exc: BaseException) -> str:
+    """An exception as words for an operator: its message without Python object reprs
+    (aiohttp writes ``ssl:<ssl.SSLContext object at 0x…>`` into connection errors)."""
+    text = _REPR.sub("", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

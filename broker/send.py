@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from broker import xmlsafe
 from broker.envelope import parse_envelope
+from broker.errors import ConfigError
 from broker.signing.sign import load_private_key, sign_envelope
 
 
@@ -34,8 +35,21 @@ def prepare(data: bytes, key_pem: bytes, cert_pem: bytes) -> bytes:
 
 
 def client_context(key: Path, cert: Path, gateway_ca: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(gateway_ca))
-    context.load_cert_chain(cert, key)
+    """A participant's TLS client context; files that do not load are a ConfigError naming
+    them and the likely fix."""
+    try:
+        context = ssl.create_default_context(cafile=str(gateway_ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{gateway_ca}: not the gateway's CA certificate (PEM): {exc}") from exc
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        why = (
+            "the key does not belong to the certificate"
+            if "KEY_VALUES_MISMATCH" in str(exc)
+            else "not a PEM certificate and its private key"
+        )
+        raise ConfigError(f"{cert} and {key}: {why} ({exc.reason or exc})") from exc
     return context
 
 

@@ -3,6 +3,8 @@ is one line and exit 2, for every command that takes one."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,50 @@ def test_audit_verify_without_a_gateway_certificate_checks_the_chain(
     assert lines[0].startswith("audit log intact: 1 entries, the hash chain holds")
     assert lines[-1].startswith("the entries' signatures were NOT checked")
     assert "--cert" in lines[-1]
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, name: str = "broker"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                yield from _parsers(child, f"{name} {sub}")
+
+
+def test_every_option_and_argument_has_help() -> None:
+    """`--help` explains every option and positional argument of every command; options with
+    a default or an environment variable say which."""
+    from broker.cli import build_parser
+
+    missing = []
+    for name, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                missing.append(label)
+            elif (
+                action.option_strings
+                and action.default not in (None, False, argparse.SUPPRESS)
+                and "default" not in action.help
+                and "env " not in action.help
+            ):
+                missing.append(f"{label} (default {action.default!r} not shown)")
+    assert not missing, "\n".join(missing)
+
+
+def test_validate_prints_each_error_once_and_a_summary() -> None:
+    """Several files: each error once (under its count), then one summary line."""
+    from tests.conftest import DATA
+
+    two = DATA / "invalid-SCHEMA_INVALID-declaration-two-errors.xml"
+    result = broker("validate", str(DATA / "valid-conformity-kz-to-ru.xml"), str(two))
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines[1] == f"{two}: SCHEMA_INVALID: 2 errors"
+    details = [line for line in lines if line.startswith("    line ")]
+    assert len(details) == len(set(details)) == 2
+    assert lines[-1] == "2 file(s): 1 valid, 1 invalid"

@@ -24,7 +24,7 @@ import aiohttp
 from broker import clock
 from broker.audit import AuditEvent
 from broker.config import ConfigHolder
-from broker.errors import DeliveryExpired, DestinationRejected
+from broker.errors import DeliveryExpired, DestinationRejected, plain
 from broker.metrics import Metrics
 from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
 from broker.signing.trust import GatewayIdentity
@@ -152,7 +152,7 @@ class DeliveryWorker:
                     body,
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return _Attempt(None, f"{type(exc).__name__}: {exc}".strip())
+            return _Attempt(None, plain(exc))
 
     async def _deliver(self, job: Job) -> None:
         try:
