@@ -188,7 +188,7 @@ def test_any_header_combination_gives_an_envelope_or_our_error(blocks: list[str]
 
 def test_v1_misspelt_wsse_namespace_is_refused() -> None:
     """SPEC v1.1 corrects the wsse namespace; v1's misspelling is an unknown header block."""
-    misspelt = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecext-1.0.xsd"
+    misspelt = WSSE.replace("wssecurity-secext", "wssecext")  # v1's spelling
     text = VALID.replace(
         "</soap:Header>", f'<wsse:Security xmlns:wsse="{misspelt}"/></soap:Header>'
     )

@@ -38,6 +38,27 @@ def _receipt(description: str) -> dict[str, Any]:
 
 _TOKEN: list[dict[str, list[str]]] = [{"operatorToken": []}]
 
+
+def _reload(summary: str) -> dict[str, Any]:
+    reloaded = {"$ref": "#/components/schemas/Reload"}
+    return {
+        "tags": ["admin"],
+        "summary": summary,
+        "security": _TOKEN,
+        "responses": {
+            "200": {
+                "description": "the new set is in force",
+                "content": {JSON: {"schema": reloaded}},
+            },
+            "401": _problem("operator token required"),
+            "422": {
+                "description": "refused: the set in force stays; every error listed",
+                "content": {JSON: {"schema": reloaded}},
+            },
+        },
+    }
+
+
 DESCRIPTION: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -224,41 +245,9 @@ DESCRIPTION: dict[str, Any] = {
             }
         },
         "/admin/reload": {
-            "post": {
-                "tags": ["admin"],
-                "summary": "Reload routing.yaml, the schema catalog and certs/ as one set",
-                "security": _TOKEN,
-                "responses": {
-                    "200": {
-                        "description": "the new set is in force",
-                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Reload"}}},
-                    },
-                    "401": _problem("operator token required"),
-                    "422": {
-                        "description": "refused: the set in force stays; every error listed",
-                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Reload"}}},
-                    },
-                },
-            }
+            "post": _reload("Reload routing.yaml, the catalog and certs/ as one set")
         },
-        "/admin/routing/reload": {
-            "post": {
-                "tags": ["admin"],
-                "summary": "The same as /admin/reload (the v1 address)",
-                "security": _TOKEN,
-                "responses": {
-                    "200": {
-                        "description": "the new set is in force",
-                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Reload"}}},
-                    },
-                    "401": _problem("operator token required"),
-                    "422": {
-                        "description": "refused",
-                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Reload"}}},
-                    },
-                },
-            }
-        },
+        "/admin/routing/reload": {"post": _reload("The same as /admin/reload (the v1 address)")},
     },
     "components": {
         "securitySchemes": {

@@ -112,7 +112,9 @@ def _local(element: etree._Element) -> str:
     return str(etree.QName(element).localname)
 
 
-def _b64(element: etree._Element, what: str) -> bytes:
+def base64_text(element: etree._Element, what: str) -> bytes:
+    """The base64 content of an element (whitespace ignored); SIGNATURE_INVALID naming
+    ``what`` otherwise."""
     text = "".join((element.text or "").split())
     try:
         return base64.b64decode(text, validate=True)
@@ -122,9 +124,26 @@ def _b64(element: etree._Element, what: str) -> bytes:
 
 def _der(element: etree._Element, what: str, parse: CertificateFromDer) -> x509.Certificate:
     try:
-        return parse(_b64(element, what))
+        return parse(base64_text(element, what))
     except ValueError as exc:
         raise SignatureInvalid(f"{what} is not a DER certificate: {exc}") from exc
+
+
+def direct_x509(key_info: etree._Element, parse: CertificateFromDer) -> SignerKey:
+    """Only ``ds:X509Data`` of ``ds:X509Certificate`` elements (first the signer's, then
+    intermediates): the form of the gateway's own receipts, reports and countersignatures."""
+    items = _children(key_info)
+    if len(items) != 1 or items[0].tag != f"{{{DS}}}X509Data":
+        found = [_local(i) for i in items]
+        raise SignatureInvalid(
+            f"KeyInfo must hold exactly one X509Data (found {found}); RetrievalMethod, "
+            "KeyValue and KeyName are not accepted"
+        )
+    certs = _children(items[0])
+    if not certs or any(c.tag != f"{{{DS}}}X509Certificate" for c in certs):
+        raise SignatureInvalid("X509Data must hold X509Certificate elements only")
+    parsed = [_der(c, "X509Certificate", parse) for c in certs]
+    return SignerKey(parsed[0], tuple(parsed[1:]))
 
 
 def check_tokens(security: etree._Element | None) -> list[etree._Element]:
@@ -271,7 +290,7 @@ class _Resolver:
             return SignerKey(
                 _der(identifier, "KeyIdentifier", self.parse), form="KeyIdentifier X509v3"
             )
-        value = _b64(identifier, "KeyIdentifier")
+        value = base64_text(identifier, "KeyIdentifier")
         if value_type == SKI:
             return self.by_name(_ski(value), "X509SubjectKeyIdentifier")
         if value_type == THUMBPRINT_SHA1:

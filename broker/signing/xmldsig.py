@@ -18,7 +18,6 @@ elements it checked, and only those are to be trusted. Whether the certificate i
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hmac
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from lxml import etree
 
 from broker.errors import SignatureInvalid
+from broker.signing import keyinfo
 from broker.signing.algorithms import (
     DIGEST_METHODS,
     ECDSA_SHA256,
@@ -125,14 +125,6 @@ def certificate_from_der(der: bytes) -> x509.Certificate:
     arrive on every message and every TLS connection, and the same object keeps the
     fingerprint cache of broker.signing.trust warm."""
     return x509.load_der_x509_certificate(der)
-
-
-def _b64(element: etree._Element, what: str) -> bytes:
-    text = "".join((element.text or "").split())
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SignatureInvalid(f"{what} is not valid base64") from exc
 
 
 def _children(element: etree._Element) -> list[etree._Element]:
@@ -285,32 +277,14 @@ def verify(
     _verify_value(
         signer.certificate,
         method,
-        _b64(signature_value, "SignatureValue"),
+        keyinfo.base64_text(signature_value, "SignatureValue"),
         _c14n(signed_info, c14n_prefixes),
     )
     return VerifiedSignature(signature, signer, tuple(verified), method)
 
 
 def _direct_x509(key_info: etree._Element) -> SignerKey:
-    certificates = _key_info_certificates(key_info)
-    return SignerKey(certificates[0], tuple(certificates[1:]))
-
-
-def _key_info_certificates(key_info: etree._Element) -> list[x509.Certificate]:
-    items = _children(key_info)
-    if len(items) != 1 or items[0].tag != _ds("X509Data"):
-        found = [etree.QName(i).localname for i in items]
-        raise SignatureInvalid(
-            f"KeyInfo must hold exactly one X509Data (found {found}); RetrievalMethod, "
-            "KeyValue and KeyName are not accepted"
-        )
-    certs = _children(items[0])
-    if not certs or any(c.tag != _ds("X509Certificate") for c in certs):
-        raise SignatureInvalid("X509Data must hold X509Certificate elements only")
-    try:
-        return [certificate_from_der(_b64(c, "X509Certificate")) for c in certs]
-    except ValueError as exc:
-        raise SignatureInvalid(f"X509Certificate is not a DER certificate: {exc}") from exc
+    return keyinfo.direct_x509(key_info, certificate_from_der)
 
 
 def _verify_reference(
@@ -367,7 +341,7 @@ def _verify_reference(
         else:
             data = _c14n(element, prefixes)
     digest = _digest(digest_algorithm, data)
-    if not hmac.compare_digest(digest, _b64(digest_value, "DigestValue")):
+    if not hmac.compare_digest(digest, keyinfo.base64_text(digest_value, "DigestValue")):
         raise SignatureInvalid(
             f"digest of {uri or 'the document'} ({etree.QName(element).localname}, line "
             f"{element.sourceline}) does not match: the element changed after signing"
