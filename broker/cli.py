@@ -565,6 +565,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             store=args.store if args.store_given else None,
             xsd=args.xsd,
             folder=Path(folder),
+            audit=not args.no_audit,
         )
     for line in report.lines():
         print(line)

@@ -62,6 +62,24 @@ class Metrics:
             "Age of the oldest pending delivery's last change",
             registry=r,
         )
+        self.destination_backlog = Gauge(
+            "broker_destination_backlog",
+            "Pending jobs per destination (messages and receipt pushes)",
+            ["destination"],
+            registry=r,
+        )
+        self.destination_in_flight = Gauge(
+            "broker_destination_in_flight",
+            "Deliveries in flight per destination, in this process",
+            ["destination"],
+            registry=r,
+        )
+        self.destination_breaker = Gauge(
+            "broker_destination_breaker",
+            "Circuit breaker per destination: 0 closed, 1 open, 2 half-open",
+            ["destination"],
+            registry=r,
+        )
         self.leases_held = Gauge(
             "broker_leases_held", "Delivery jobs this process is working on", registry=r
         )

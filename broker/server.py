@@ -181,6 +181,7 @@ class GatewayServer:
         and then daily."""
         metrics = self.gateway.metrics
         last_warning: float | None = None  # None: warn at start-up, then daily
+        seen_backlog: set[str] = set()
         # certs/ is read once at start-up, like the trust store: only the days left change.
         watched = list(certificates(self.settings.certs))
         while not self._stopped.is_set():
@@ -190,6 +191,10 @@ class GatewayServer:
                 metrics.oldest_pending.set(
                     max(0.0, time.time() - counts.oldest_pending) if counts.oldest_pending else 0
                 )
+                backlog = await self.gateway.store.pending_by_destination()
+                for destination in set(backlog) | set(seen_backlog):
+                    metrics.destination_backlog.labels(destination).set(backlog.get(destination, 0))
+                seen_backlog = set(backlog) | set(seen_backlog)
             except StoreUnavailable:
                 pass
             metrics.leases_held.set(self.worker.leases_held)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class Received:
     sender_verified: bool
     gateway_verified: bool
     problem: str | None
+    at: float = field(default_factory=time.time)
+    """When it arrived (epoch seconds)."""
 
 
 @dataclass

@@ -17,14 +17,14 @@ import logging
 import time
 import uuid
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
 from broker import clock
 from broker.audit import AuditEvent
 from broker.config import ConfigHolder
-from broker.errors import DeliveryExpired, DestinationRejected, plain
+from broker.errors import ConfigError, DeliveryExpired, DestinationRejected, plain
 from broker.metrics import Metrics
 from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
 from broker.signing.trust import GatewayIdentity
@@ -32,6 +32,7 @@ from broker.store.base import Job, NewJob, Store, StoredReceipt, StoreUnavailabl
 from broker.tasks import TaskGroup
 
 from . import retry
+from .breaker import STATE_VALUES, BreakerPolicy, DestinationHealth
 
 log = logging.getLogger("broker.delivery")
 
@@ -49,6 +50,8 @@ class WorkerSettings:
     """Seconds between looks at the store when nothing wakes the worker."""
     timeout: float = 30.0
     """Seconds one POST may take."""
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    """Per-destination cap and circuit breaker: one destination never stalls the others."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class DeliveryWorker:
         self._deliveries = TaskGroup()
         self._session: aiohttp.ClientSession | None = None
         self.attempts_made = 0
+        self.health = DestinationHealth(settings.breaker)
 
     def wake(self) -> None:
         self._wake.set()
@@ -99,14 +103,22 @@ class DeliveryWorker:
                 free = self.settings.concurrency - len(self._deliveries)
                 jobs = []
                 if free > 0:
+                    now = time.time()
                     try:
                         jobs = await self.store.claim(
-                            self.owner, time.time(), self.settings.lease, free
+                            self.owner,
+                            now,
+                            self.settings.lease,
+                            free,
+                            rooms=self.health.rooms(now),
+                            room_default=self.settings.breaker.per_destination,
                         )
                     except Exception:
                         log.exception("claiming jobs failed; will try again")
                 for job in jobs:
+                    self.health.started(job.destination, time.time())
                     self._deliveries.start(self._deliver(job), f"deliver-{job.id}")
+                self._gauges()
                 if jobs and len(jobs) == free:
                     await asyncio.sleep(0)  # more may be due: look again at once
                     continue
@@ -131,11 +143,14 @@ class DeliveryWorker:
         if participant is None:
             return _Attempt(None, f"{job.destination} is no longer in the routing table")
         content_type = "application/soap+xml" if job.kind == "message" else "application/xml"
-        ssl = (
-            self.config.current.client_contexts.for_country(participant.country)
-            if job.endpoint.startswith("https:")
-            else False
-        )
+        try:
+            ssl = (
+                self.config.current.client_contexts.for_country(participant.country)
+                if job.endpoint.startswith("https:")
+                else False
+            )
+        except ConfigError as exc:  # e.g. no CA for its country: retried like any failure
+            return _Attempt(None, exc.message)
         assert self._session is not None
         try:
             async with self._session.post(
@@ -154,9 +169,20 @@ class DeliveryWorker:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return _Attempt(None, plain(exc))
 
+    def _gauges(self) -> None:
+        now = time.time()
+        for destination in self.health.destinations():
+            state = self.health.state(destination, now)
+            self.metrics.destination_breaker.labels(destination).set(STATE_VALUES[state])
+            self.metrics.destination_in_flight.labels(destination).set(
+                self.health.in_flight(destination)
+            )
+
     async def _deliver(self, job: Job) -> None:
+        answered: bool | None = None  # no attempt made (or its outcome not recorded)
         try:
-            await self._attempt(job)
+            attempt = await self._attempt(job)
+            answered = None if attempt is None else attempt.status is not None
         except StoreUnavailable as exc:
             # The outcome could not be recorded. The lease is still ours on paper, so when it
             # expires the job is claimed again: delivered at least once, never lost.
@@ -169,15 +195,30 @@ class DeliveryWorker:
                     "reason": str(exc),
                 },
             )
+        finally:
+            before = self.health.state(job.destination, time.time())
+            self.health.finished(job.destination, answered, time.time())
+            after = self.health.state(job.destination, time.time())
+            if after != before:
+                log.warning(
+                    "destination %s: circuit breaker %s",
+                    job.destination,
+                    after,
+                    extra={"event": "breaker", "destination": job.destination, "state": after},
+                )
+            self._gauges()
+            if after == "closed" and before != "closed":
+                self.wake()
 
-    async def _attempt(self, job: Job) -> None:
+    async def _attempt(self, job: Job) -> _Attempt | None:
+        """One attempt and its outcome recorded; None when the ttl ran out before it."""
         if time.time() > job.deadline:
             await self._fail(
                 job,
                 job.attempts,
                 DeliveryExpired(f"the ttl ran out before attempt {job.attempts + 1}"),
             )
-            return
+            return None
         attempt = await self._post(job)
         attempts = job.attempts + 1
         self.attempts_made += 1
@@ -197,7 +238,7 @@ class DeliveryWorker:
         tried = self._attempt_event(job, attempts, attempt.error)
         if attempt.status is not None and 200 <= attempt.status < 300:
             await self._delivered(job, attempts, attempt.body, tried)
-            return
+            return attempt
         if attempt.status is not None and not retry.is_retryable(attempt.status):
             await self._fail(
                 job,
@@ -205,7 +246,7 @@ class DeliveryWorker:
                 DestinationRejected(f"{job.destination} answered {attempt.error}"),
                 tried,
             )
-            return
+            return attempt
         decision = retry.next_attempt(
             attempts=attempts,
             max_attempts=job.max_attempts,
@@ -222,8 +263,9 @@ class DeliveryWorker:
                 DeliveryExpired(f"{decision.reason}; last error: {attempt.error}"),
                 tried,
             )
-            return
+            return attempt
         await self.store.reschedule(job, self.owner, attempts, decision.at, attempt.error, [tried])
+        return attempt
 
     def _count(self, job: Job, outcome: str) -> None:
         if job.kind == "receipt":

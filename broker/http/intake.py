@@ -120,6 +120,15 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             outcome = await receive(gateway, body, tls)
         except StoreUnavailable as exc:
             log.error("store unavailable: %s", exc, extra={"event": "store_unavailable"})
+            if exc.outcome_unknown:
+                return _problem(
+                    503,
+                    "STORE_OUTCOME_UNKNOWN",
+                    "the store was lost while committing: the message may or may not have been "
+                    "stored. An identical resubmission is safe: it returns the original receipt "
+                    "if it was stored, and stores it if not",
+                    5,
+                )
             return _problem(
                 503,
                 "STORE_UNAVAILABLE",

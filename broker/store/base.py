@@ -9,7 +9,7 @@ expired lease can be taken over, so a job survives the crash of its holder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -176,7 +176,14 @@ class JobCounts:
 
 
 class StoreUnavailable(Exception):
-    """The store cannot be reached or a transaction failed; intake answers 503."""
+    """The store cannot be reached or a transaction failed; intake answers 503.
+
+    ``outcome_unknown``: the connection was lost while the transaction committed, so it may
+    have been committed (an identical resubmission then returns the original receipt)."""
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
 
 
 class Store(Protocol):
@@ -217,8 +224,21 @@ class Store(Protocol):
     async def audit_entries(self, first: int, last: int) -> list[Entry]:
         """Audit log entries ``first`` to ``last`` (by seq), in order."""
 
-    async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[Job]:
-        """Lease up to ``limit`` due jobs to ``owner`` until ``now + lease``."""
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        rooms: Mapping[str, int] | None = None,
+        room_default: int = 1_000_000,
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs to ``owner`` until ``now + lease``: for each
+        destination at most ``rooms[destination]`` (its free delivery slots; 0 for one that is
+        saturated or behind an open circuit breaker), else ``room_default``."""
+
+    async def pending_by_destination(self) -> dict[str, int]:
+        """Pending jobs (messages and receipt pushes) per destination: the backlog gauge."""
 
     async def finish(
         self,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -161,7 +162,8 @@ class PostgresStore:
             return
         try:
             self._listener = await asyncpg.connect(self.dsn)
-            self._listener.add_listener(CHANNEL, lambda *_: wake())
+            # A coroutine: not awaited, LISTEN is never sent and only polling wakes the workers.
+            await self._listener.add_listener(CHANNEL, lambda *_: wake())
             self._listener.add_termination_listener(lambda _: self._relisten())
         except _UNAVAILABLE as exc:
             log.warning("LISTEN %s failed (%s); polling only until it works", CHANNEL, exc)
@@ -181,17 +183,26 @@ class PostgresStore:
     async def _run(self, op: Callable[[asyncpg.Connection], Any], *, write: bool) -> Any:
         if self._pool is None:
             raise StoreUnavailable("the store is closed")
+        # Once the transaction's statements are done, a lost connection leaves the COMMIT's
+        # outcome unknown: the server may have committed. Say so rather than "nothing stored".
+        committing = False
         try:
             async with self._pool.acquire() as conn:
                 if write:
                     async with conn.transaction():
-                        return await op(conn)
+                        result = await op(conn)
+                        committing = True
+                    return result
                 return await op(conn)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+            raise StoreUnavailable(
+                f"PostgreSQL unavailable: {exc}", outcome_unknown=committing
+            ) from exc
         except asyncpg.exceptions.InterfaceError as exc:
             if _closed(exc):
-                raise StoreUnavailable(f"PostgreSQL connection lost: {exc}") from exc
+                raise StoreUnavailable(
+                    f"PostgreSQL connection lost: {exc}", outcome_unknown=committing
+                ) from exc
             raise
 
     async def ping(self) -> bool:
@@ -262,13 +273,26 @@ class PostgresStore:
         return [Entry(**dict(r)) for r in rows]
 
     # -- delivery ----------------------------------------------------------------------------
-    async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[Job]:
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        rooms: Mapping[str, int] | None = None,
+        room_default: int = 1_000_000,
+    ) -> list[Job]:
+        params = {
+            "now": now,
+            "limit": limit,
+            "owner": owner,
+            "expires": now + lease,
+            "rooms": json.dumps(dict(rooms or {})),
+            "room_default": room_default,
+        }
+
         async def op(conn: asyncpg.Connection) -> list[Job]:
-            rows = await conn.fetch(
-                *_args(
-                    "claim", {"now": now, "limit": limit, "owner": owner, "expires": now + lease}
-                )
-            )
+            rows = await conn.fetch(*_args("claim", params))
             return [Job(**{**dict(r), "payload": bytes(r["payload"])}) for r in rows]
 
         result: list[Job] = await self._run(op, write=True)
@@ -342,6 +366,10 @@ class PostgresStore:
 
         result: bool = await self._run(op, write=True)
         return result
+
+    async def pending_by_destination(self) -> dict[str, int]:
+        rows = await self._run(lambda c: c.fetch(*_args("pending_by_destination", {})), write=False)
+        return {r["destination"]: int(r["n"]) for r in rows}
 
     async def release(self, owner: str) -> int:
         status = await self._run(

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -312,9 +313,19 @@ class SqliteStore:
         await self._write(op)
 
     # -- delivery ----------------------------------------------------------------------------
-    async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[Job]:
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        rooms: Mapping[str, int] | None = None,
+        room_default: int = 1_000_000,
+    ) -> list[Job]:
+        room = {"rooms": json.dumps(dict(rooms or {})), "room_default": room_default}
+
         def op(conn: sqlite3.Connection) -> list[Job]:
-            ids = [r[0] for r in conn.execute(Q["due_jobs"], {"now": now, "limit": limit})]
+            ids = [r[0] for r in conn.execute(Q["due_jobs"], {"now": now, "limit": limit, **room})]
             jobs: list[Job] = []
             for job_id in ids:
                 leased = conn.execute(
@@ -388,6 +399,12 @@ class SqliteStore:
             return bool(updated)
 
         return await self._write(op)
+
+    async def pending_by_destination(self) -> dict[str, int]:
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            return {d: int(n) for d, n in conn.execute(Q["pending_by_destination"])}
+
+        return await self._read(op)
 
     async def release(self, owner: str) -> int:
         return int(

@@ -21,8 +21,8 @@ from tests.e2e.conftest import wait_for
 from tests.e2e.nodes import (
     ROUTING,
     Node,
+    TcpProxy,
     delivered_ids,
-    free_port,
     participant_context,
     post,
     signed_declarations,
@@ -188,51 +188,13 @@ async def test_terminated_database_connections_lose_nothing(cluster: Cluster) ->
     assert accepted <= await _committed(cluster)
 
 
-class _Proxy:
-    """A TCP proxy to PostgreSQL that the test can cut and restore."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self.server: asyncio.Server | None = None
-        self.pipes: set[asyncio.StreamWriter] = set()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.pipes |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(
-            self._handle, "127.0.0.1", self.port, reuse_address=True
-        )
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.pipes:
-            writer.transport.abort()
-        self.pipes.clear()
-        await self.server.wait_closed()
-
-
 async def test_losing_the_database_gives_503_and_recovery(cluster: Cluster) -> None:
     """Database unreachable: intake 503 with Retry-After and /readyz false; when it returns,
     the node recovers by itself."""
     from urllib.parse import urlsplit
 
     target = urlsplit(cluster.admin_dsn)
-    proxy = _Proxy((target.hostname or "127.0.0.1", target.port or 5432))
+    proxy = TcpProxy((target.hostname or "127.0.0.1", target.port or 5432))
     await proxy.start()
     via_proxy = cluster.dsn.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
     messages = list(signed_declarations(cluster.pki, 3).values())

@@ -30,13 +30,23 @@ WHERE m.sender = :sender AND m.message_id = :message_id;
 -- name: claim
 -- FOR UPDATE SKIP LOCKED: concurrent workers on several nodes never wait for, nor take, the
 -- same job; an expired lease (its holder crashed) makes a job claimable again.
-WITH picked AS (
-    SELECT id FROM jobs
+WITH due AS (
+    -- At most :room_default per destination, or what :rooms (JSON destination → free slots)
+    -- allows: a saturated destination, or one behind an open breaker (room 0), gets no lease.
+    SELECT id, next_attempt,
+           ROW_NUMBER() OVER (PARTITION BY destination ORDER BY next_attempt, id) AS rank,
+           COALESCE((CAST(:rooms AS JSONB) ->> destination)::INT, :room_default) AS room
+    FROM jobs
     WHERE state = 'pending' AND next_attempt <= :now
       AND (lease_expires IS NULL OR lease_expires < :now)
-    ORDER BY next_attempt
+), picked AS (
+    -- LIMIT and SKIP LOCKED in one SELECT: rows other workers hold are skipped and the scan
+    -- goes on, so concurrent claims share the due jobs without waiting for each other.
+    SELECT j.id FROM jobs j JOIN due ON due.id = j.id
+    WHERE due.rank <= due.room
+    ORDER BY due.next_attempt
     LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 ), leased AS (
     UPDATE jobs j SET lease_owner = :owner, lease_expires = :expires, updated_at = :now
     FROM picked WHERE j.id = picked.id
@@ -123,3 +133,6 @@ FROM audit_log WHERE seq >= :first AND seq <= :last ORDER BY seq;
 -- name: related_messages
 -- The messages a signal's wsa:RelatesTo names (one MessageID may come from several senders).
 SELECT track_id, sender, reply_to FROM messages WHERE message_id = :message_id;
+
+-- name: pending_by_destination
+SELECT destination, COUNT(*) AS n FROM jobs WHERE state = 'pending' GROUP BY destination;

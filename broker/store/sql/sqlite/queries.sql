@@ -25,9 +25,18 @@ FROM messages m JOIN receipts r ON r.receipt_id = m.accepted_receipt
 WHERE m.sender = :sender AND m.message_id = :message_id;
 
 -- name: due_jobs
-SELECT id FROM jobs
-WHERE state = 'pending' AND next_attempt <= :now
-  AND (lease_expires IS NULL OR lease_expires < :now)
+-- Due jobs, at most :room_default per destination, or what :rooms (a JSON object
+-- destination → free slots) allows for it: a destination that is saturated or behind an open
+-- circuit breaker (room 0) gets no lease, so the others flow.
+SELECT id FROM (
+    SELECT id, next_attempt,
+           ROW_NUMBER() OVER (PARTITION BY destination ORDER BY next_attempt, id) AS rank,
+           COALESCE(json_extract(:rooms, '$."' || destination || '"'), :room_default) AS room
+    FROM jobs
+    WHERE state = 'pending' AND next_attempt <= :now
+      AND (lease_expires IS NULL OR lease_expires < :now)
+)
+WHERE rank <= room
 ORDER BY next_attempt
 LIMIT :limit;
 
@@ -114,3 +123,6 @@ FROM audit_log WHERE seq >= :first AND seq <= :last ORDER BY seq;
 -- name: related_messages
 -- The messages a signal's wsa:RelatesTo names (one MessageID may come from several senders).
 SELECT track_id, sender, reply_to FROM messages WHERE message_id = :message_id;
+
+-- name: pending_by_destination
+SELECT destination, COUNT(*) AS n FROM jobs WHERE state = 'pending' GROUP BY destination;
