@@ -44,6 +44,9 @@ WITH due AS (
     -- goes on, so concurrent claims share the due jobs without waiting for each other.
     SELECT j.id FROM jobs j JOIN due ON due.id = j.id
     WHERE due.rank <= due.room
+      -- Checked again on the row as it is when locked: a job another worker leased and
+      -- committed since this query's snapshot is not taken twice.
+      AND j.state = 'pending' AND (j.lease_expires IS NULL OR j.lease_expires < :now)
     ORDER BY due.next_attempt
     LIMIT :limit
     FOR UPDATE OF j SKIP LOCKED
