@@ -418,7 +418,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         worker=WorkerSettings(concurrency=args.deliveries, lease=args.lease),
         audit=not args.no_audit,
         admin_token=args.admin_token,
-        intake=IntakeSettings(max_in_flight=args.max_in_flight, insecure=args.insecure_http),
+        intake=IntakeSettings(
+            max_in_flight=args.max_in_flight,
+            insecure=args.insecure_http,
+            body_budget=args.body_budget,
+            per_participant=args.per_participant,
+            min_rate=args.min_rate,
+            keepalive_timeout=args.keepalive_timeout,
+            handshake_timeout=args.handshake_timeout,
+        ),
         reuse_port=args.reuse_port,
         create_store=args.create_store,
     )
@@ -880,6 +888,45 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("BROKER_MAX_IN_FLIGHT", "256"),
         help="intake requests in progress before 503 + Retry-After "
         "(env BROKER_MAX_IN_FLIGHT; default 256)",
+    )
+    serve.add_argument(
+        "--body-budget",
+        type=positive_int,
+        default=_env("BROKER_BODY_BUDGET", str(256 * 1024 * 1024)),
+        metavar="BYTES",
+        help="bytes of request bodies in flight before 503 + Retry-After "
+        "(env BROKER_BODY_BUDGET; default 268435456)",
+    )
+    serve.add_argument(
+        "--per-participant",
+        type=positive_int,
+        default=_env("BROKER_PER_PARTICIPANT", "64"),
+        help="requests in flight of one participant (its fair share) before 429 + Retry-After "
+        "(env BROKER_PER_PARTICIPANT; default 64)",
+    )
+    serve.add_argument(
+        "--min-rate",
+        type=positive_int,
+        default=_env("BROKER_MIN_RATE", "1024"),
+        metavar="BYTES_PER_S",
+        help="slowest average body rate after a 5 s grace; slower is cut with 408 "
+        "(env BROKER_MIN_RATE; default 1024)",
+    )
+    serve.add_argument(
+        "--keepalive-timeout",
+        type=positive_float,
+        default=_env("BROKER_KEEPALIVE_TIMEOUT", "75"),
+        metavar="SECONDS",
+        help="an idle connection (before its first request, or between requests) is closed "
+        "(env BROKER_KEEPALIVE_TIMEOUT; default 75)",
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=positive_float,
+        default=_env("BROKER_HANDSHAKE_TIMEOUT", "10"),
+        metavar="SECONDS",
+        help="a TLS handshake that takes longer is dropped "
+        "(env BROKER_HANDSHAKE_TIMEOUT; default 10)",
     )
     serve.add_argument(
         "--admin-token",

@@ -80,6 +80,29 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class _Site(web.SockSite):
+    """aiohttp's SockSite with a TLS handshake timeout (asyncio's default is 60 s, and an
+    unauthenticated peer holding handshakes open costs a socket and memory each)."""
+
+    def __init__(
+        self, runner: web.AppRunner, sock: socket.socket, ssl_context: object, handshake: float
+    ) -> None:
+        super().__init__(runner, sock, ssl_context=ssl_context)  # type: ignore[arg-type]
+        self._handshake = handshake
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            sock=self._sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake if self._ssl_context else None,
+        )
+
+
 class GatewayServer:
     """One gateway process: listeners, worker, store. ``start`` then ``stop``."""
 
@@ -241,8 +264,13 @@ class GatewayServer:
     async def _start_site(
         self, app: web.Application, name: str, address: str, ssl_context: object
     ) -> int:
+        intake = self.settings.intake
         runner = web.AppRunner(
-            app, shutdown_timeout=self.settings.shutdown_timeout, access_log=None
+            app,
+            shutdown_timeout=self.settings.shutdown_timeout,
+            access_log=None,
+            # Idle connections close, before their first request as between requests.
+            keepalive_timeout=intake.keepalive_timeout,
         )
         await runner.setup()
         host, port = _host_port(address)
@@ -262,7 +290,7 @@ class GatewayServer:
                 else exc.strerror
             )
             raise ConfigError(f"{name} listener {host}:{port}: cannot listen: {reason}") from exc
-        site = web.SockSite(runner, sock, ssl_context=ssl_context)  # type: ignore[arg-type]
+        site = _Site(runner, sock, ssl_context, intake.handshake_timeout)
         await site.start()
         self._runners.append(runner)
         return int(sock.getsockname()[1])

@@ -9,6 +9,7 @@ answer is 503 with Retry-After and nothing is stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from broker import clock
 from broker.errors import CertificateUntrusted, TooLarge, UnsupportedMediaType
+from broker.http.admission import Admission, Refusal, Ticket
 from broker.intake import Gateway, TlsIdentity, receive
 from broker.signing.xmldsig import certificate_from_der
 from broker.store.base import StoreUnavailable
@@ -36,15 +38,32 @@ INSECURE_PARTICIPANT_HEADER = "X-Broker-Participant"
 
 @dataclass
 class IntakeSettings:
+    """The intake listener's bounds (docs/operations.md "Bounds and timeouts")."""
+
     max_in_flight: int = 256
     """Requests processed at once; beyond it, 503 with Retry-After and nothing stored."""
     insecure: bool = False
     """Plain HTTP for local development: no TLS identity, the signer is the sender."""
+    body_budget: int = 256 * 1024 * 1024
+    """Bytes of request bodies in flight at once (by Content-Length, or as a chunked body
+    arrives); beyond it, 503 with Retry-After before memory can run away."""
+    per_participant: int = 64
+    """Requests in flight of one participant (its fair share); beyond it, 429 + Retry-After."""
+    body_idle: float = 10.0
+    """Seconds a body may go without a byte before the request is cut (408)."""
+    body_grace: float = 5.0
+    """Seconds before the minimum data rate applies to a body."""
+    min_rate: int = 1024
+    """Bytes per second a body must average after the grace period, else it is cut (408)."""
+    handshake_timeout: float = 10.0
+    """Seconds a TLS handshake may take."""
+    keepalive_timeout: float = 75.0
+    """Seconds a connection may stay idle — before its first request or between requests."""
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
 SETTINGS = web.AppKey("intake_settings", IntakeSettings)
-IN_FLIGHT = web.AppKey("in_flight", list)
+ADMISSION = web.AppKey("admission", Admission)
 
 
 def _problem(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
@@ -70,26 +89,61 @@ def _tls_identity(request: web.Request) -> TlsIdentity:
     return TlsIdentity(participant.id)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+class _Cut(Exception):
+    """The body is refused while it is being read: the answer, and the connection closes."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.response = _problem(status, code, message, retry_after)
+
+
+async def _read_body(request: web.Request, limit: int, ticket: Ticket) -> bytes:
+    """The body, within the size limit, the idle timeout and the minimum data rate; a
+    chunked body's bytes are counted against the budget as they arrive."""
+    settings = request.app[SETTINGS]
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"Content-Length {request.content_length} exceeds {limit} bytes")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(65536):
+    while True:
+        try:
+            async with asyncio.timeout(settings.body_idle):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise _Cut(
+                408, "BODY_TIMEOUT", f"no body byte for {settings.body_idle:g} s; nothing stored"
+            ) from None
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > limit:
             raise TooLarge(f"body exceeds {limit} bytes")
+        if request.content_length is None:
+            refused = ticket.reserve(len(chunk))
+            if refused is not None:
+                raise _Cut(refused.status, refused.code, refused.message, refused.retry_after)
         chunks.append(chunk)
-    return b"".join(chunks)
+        elapsed = loop.time() - began
+        if elapsed > settings.body_grace and size < settings.min_rate * (
+            elapsed - settings.body_grace
+        ):
+            raise _Cut(
+                408,
+                "BODY_TOO_SLOW",
+                f"the body arrives slower than {settings.min_rate} bytes/s; nothing stored",
+            )
 
 
 async def post_message(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    settings = request.app[SETTINGS]
-    in_flight = request.app[IN_FLIGHT]
-    if in_flight[0] >= settings.max_in_flight:
-        return _problem(503, "BUSY", "too many messages in progress; try again", 1)
-    in_flight[0] += 1
+    tls = _tls_identity(request)  # known before the body: the fair share needs it
+    admitted = request.app[ADMISSION].admit(
+        tls.participant if tls.error is None else None, request.content_length
+    )
+    if isinstance(admitted, Refusal):
+        return _problem(admitted.status, admitted.code, admitted.message, admitted.retry_after)
     try:
         if request.content_type not in ACCEPTED_TYPES:
             error = UnsupportedMediaType(
@@ -97,11 +151,20 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             )
             return _problem(error.status, error.code, error.message)
         try:
-            body = await _read_body(request, gateway.limits.max_bytes)
+            body = await _read_body(request, gateway.limits.max_bytes, admitted)
         except TooLarge as exc:
             response = _problem(exc.status, exc.code, exc.message)
             response.force_close()
             return response
+        except _Cut as cut:
+            log.info(
+                "request from %s cut while reading its body: %s",
+                request.remote,
+                cut,
+                extra={"event": "body_cut", "remote": request.remote},
+            )
+            cut.response.force_close()
+            return cut.response
         except (ConnectionError, aiohttp.ClientConnectionError) as exc:
             # The client went away mid-body: nothing to answer or store; not our error.
             log.info(
@@ -113,7 +176,6 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             response = _problem(400, "INCOMPLETE", "the request body was cut off")
             response.force_close()
             return response
-        tls = _tls_identity(request)
         gateway.metrics.received.inc()
         began = time.perf_counter()
         try:
@@ -147,7 +209,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             charset="utf-8",
         )
     finally:
-        in_flight[0] -= 1
+        admitted.release()
 
 
 def _caller(request: web.Request) -> str | None:
@@ -191,7 +253,9 @@ def intake_app(gateway: Gateway, settings: IntakeSettings) -> web.Application:
     app = web.Application(client_max_size=gateway.limits.max_bytes + 1)
     app[GATEWAY] = gateway
     app[SETTINGS] = settings
-    app[IN_FLIGHT] = [0]
+    app[ADMISSION] = Admission(
+        settings.max_in_flight, settings.body_budget, settings.per_participant
+    )
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_get("/v1/receipts/{receipt_id}", get_receipt)

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from broker.delivery.worker import WorkerSettings
+from broker.http.intake import IntakeSettings
 from broker.server import GatewayServer, ServeSettings
 from broker.simulator import SingleWindow
 from tests.conftest import ROOT
@@ -132,6 +133,7 @@ async def open_exchange(
     store: str | None = None,
     lease: float = 60.0,
     ports: dict[str, int] | None = None,
+    intake: IntakeSettings | None = None,
 ) -> AsyncIterator[Exchange]:
     """Start the three windows (on ``ports``, else free ones) and a gateway on ``routing`` (a
     template of ROUTING's form)."""
@@ -161,6 +163,7 @@ async def open_exchange(
         worker=WorkerSettings(poll=0.05, timeout=5, lease=lease),
         shutdown_timeout=5,
         admin_token=admin_token,
+        intake=intake or IntakeSettings(),
     )
     server = GatewayServer(settings)
     await server.start()
