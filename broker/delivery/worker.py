@@ -207,8 +207,10 @@ class DeliveryWorker:
                     extra={"event": "breaker", "destination": job.destination, "state": after},
                 )
             self._gauges()
-            if after == "closed" and before != "closed":
-                self.wake()
+            # A slot is free again (and a destination's breaker may have closed): claim now,
+            # rather than at the next poll — with a per-destination cap the claim often fills
+            # fewer slots than are free, and the loop then waits to be woken.
+            self.wake()
 
     async def _attempt(self, job: Job) -> _Attempt | None:
         """One attempt and its outcome recorded; None when the ttl ran out before it."""
