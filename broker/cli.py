@@ -429,6 +429,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ),
         reuse_port=args.reuse_port,
         create_store=args.create_store,
+        admin_hosts=tuple(args.admin_hosts),
     )
     try:
         return asyncio.run(serve(settings))
@@ -847,6 +848,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("BROKER_ADMIN", "127.0.0.1:8081"),
         metavar="HOST:PORT",
         help="admin listener, plain HTTP (env BROKER_ADMIN; default 127.0.0.1:8081)",
+    )
+    serve.add_argument(
+        "--admin-host",
+        dest="admin_hosts",
+        action="append",
+        default=[h for h in _env("BROKER_ADMIN_HOSTS", "").split(",") if h],
+        metavar="NAME",
+        help="a host name the admin listener answers to (repeatable; env BROKER_ADMIN_HOSTS, "
+        "comma-separated; default: IP literals, and localhost on loopback). Any other Host "
+        "header is refused with 421, against DNS rebinding",
     )
     serve.add_argument(
         "--reuse-port",

@@ -28,7 +28,7 @@ from broker.audit import AuditEvent, Auditor
 from broker.config import KEYS_NOT_RELOADED, ConfigHolder, ReloadResult, Sources
 from broker.delivery.worker import DeliveryWorker, WorkerSettings
 from broker.errors import ConfigError
-from broker.http.admin import TOKEN, admin_app
+from broker.http.admin import HOSTS, LOOPBACK, TOKEN, admin_app
 from broker.http.intake import IntakeSettings, intake_app
 from broker.intake import Gateway
 from broker.metrics import Metrics
@@ -58,6 +58,9 @@ class ServeSettings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     shutdown_timeout: float = 30.0
+    admin_hosts: tuple[str, ...] = ()
+    """Host names the admin listener answers to besides IP literals (and ``localhost`` on
+    loopback): a request with another Host is refused (421), against DNS rebinding."""
     create_store: bool = False
     """Create the SQLite store's missing folders (else only a file in an existing folder)."""
     reuse_port: bool = False
@@ -184,6 +187,8 @@ class GatewayServer:
         admin = admin_app(self.gateway, self.gateway.metrics, self.ready)
         if s.admin_token:
             admin[TOKEN] = s.admin_token
+        admin[HOSTS] = s.admin_hosts
+        admin[LOOPBACK] = _is_loopback(_host_port(s.admin)[0])
         self.admin_port = await self._start_site(admin, "admin", s.admin, None)
         self.tasks.start(self.worker.run(), "delivery-worker")
         self.tasks.start(self._watch(), "gauges-and-certificates")

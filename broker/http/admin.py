@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import time
 
@@ -169,8 +170,43 @@ async def operator_token(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
+HOSTS = web.AppKey("admin_hosts", tuple)
+LOOPBACK = web.AppKey("admin_loopback", bool)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """SPEC §7 against DNS rebinding and cross-site forms: 421 for a Host that is neither an
+    IP literal, nor ``localhost`` on a loopback listener, nor a configured name; 403 for a POST
+    whose Origin is another origin."""
+    host = request.host
+    name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    allowed = (
+        _is_ip(name)
+        or (name == "localhost" and request.app.get(LOOPBACK, True))
+        or name in request.app.get(HOSTS, ())
+    )
+    if not allowed:
+        return _json(
+            {"code": "MISDIRECTED", "message": f"Host {host!r} is not this admin listener's"},
+            421,
+        )
+    origin = request.headers.get("Origin")
+    if request.method == "POST" and origin not in (None, f"{request.scheme}://{host}"):
+        return _json({"code": "FORBIDDEN", "message": f"cross-origin POST from {origin}"}, 403)
+    return await handler(request)
+
+
 def admin_app(gateway: Gateway, metrics_: Metrics, ready: list[bool]) -> web.Application:
-    app = web.Application(middlewares=[operator_token])
+    app = web.Application(middlewares=[same_origin, operator_token])
     app[GATEWAY] = gateway
     app[METRICS] = metrics_
     app[READY] = ready

@@ -333,3 +333,24 @@ async def test_tls_12_offers_aead_suites_only(exchange: Exchange) -> None:
 
     assert not await asyncio.to_thread(connect, "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384")
     assert await asyncio.to_thread(connect, "ECDHE+AESGCM")
+
+
+async def test_admin_refuses_foreign_hosts_and_cross_origin_posts(exchange: Exchange) -> None:
+    """SPEC §7: a Host that is no IP literal, not localhost on loopback and not configured is
+    421 (DNS rebinding); a POST from another Origin is 403; the listener's own are served."""
+    import aiohttp
+
+    port = exchange.server.admin_port
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for host, expected in (("evil.example", 421), (f"localhost:{port}", 200)):
+            async with session.get(f"{url}/healthz", headers={"Host": host}) as response:
+                assert response.status == expected, host
+        async with session.post(
+            f"{url}/admin/reload", headers={"Origin": "http://evil.example"}
+        ) as response:
+            assert response.status == 403
+        async with session.post(
+            f"{url}/admin/reload", headers={"Origin": f"http://127.0.0.1:{port}"}
+        ) as response:
+            assert response.status == 200
