@@ -79,7 +79,9 @@ def utc_time(text: str) -> str:
         ) from None
     if parsed.tzinfo is not None and parsed.utcoffset() != dt.timedelta(0):
         raise argparse.ArgumentTypeError(f"{text!r}: give the time in UTC (…Z)")
-    return f"{parsed:%Y-%m-%dT%H:%M:%S}.{parsed.microsecond // 1000:03d}Z"
+    from broker import clock
+
+    return clock.format_time(parsed.replace(tzinfo=dt.UTC))
 
 
 def readable_file(text: str) -> Path:
