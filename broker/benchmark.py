@@ -339,7 +339,8 @@ class BenchReport:
 def _commit_cost(store_url: str, samples: int = 50) -> float:
     """µs per durable commit of one message on the bench's store, one at a time (no batching:
     the worst case, what a lone message pays)."""
-    from broker.store.base import NewJob, NewMessage, StoredReceipt, open_store
+    from broker.store import open_store
+    from broker.store.base import NewJob, NewMessage, StoredReceipt
 
     async def run() -> float:
         store = open_store(store_url, create=True)

@@ -30,7 +30,8 @@ from broker.routing.table import Decision, RoutingTable
 from broker.signing.sign import countersign
 from broker.signing.trust import GatewayIdentity
 from broker.signing.verify import Verified, verify_sender
-from broker.store.base import NewJob, NewMessage, RelatedMessage, Store, StoredReceipt
+from broker.store import Store
+from broker.store.base import NewJob, NewMessage, RelatedMessage, StoredReceipt
 from broker.validation import check_document
 
 log = logging.getLogger("broker.intake")

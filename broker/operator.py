@@ -18,7 +18,8 @@ from broker import clock
 from broker.audit import GENESIS, AuditEvent, Auditor, ChainCheck, Entry, verify_chain
 from broker.errors import ConfigError
 from broker.signing.trust import GatewayIdentity, common_name, fingerprint
-from broker.store.base import JobState, MessageView, Store, open_store
+from broker.store import Store, open_store
+from broker.store.base import JobState, MessageView
 
 PAGE = 5000
 EXPIRY_WARNING_DAYS = 30

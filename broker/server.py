@@ -34,7 +34,8 @@ from broker.intake import Gateway
 from broker.metrics import Metrics
 from broker.operator import EXPIRY_WARNING_DAYS, certificates
 from broker.signing.trust import GatewayIdentity, fingerprint
-from broker.store.base import StoreUnavailable, open_store, redact
+from broker.store import open_store
+from broker.store.base import StoreUnavailable, redact
 from broker.tasks import TaskGroup
 
 log = logging.getLogger("broker.server")

@@ -52,10 +52,12 @@ def test_audit_verify_without_a_gateway_certificate_checks_the_chain(
     import asyncio
 
     from broker.audit import AuditEvent, Auditor
-    from broker.store.sqlite import SqliteStore
+    from broker.store import open_store
 
     async def fill() -> None:
-        store = SqliteStore(str(tmp_path / "s.sqlite3"), Auditor(test_pki.gateway()))
+        store = open_store(
+            f"sqlite:///{tmp_path / 's.sqlite3'}", Auditor(test_pki.gateway()), create=True
+        )
         await store.open()
         await store.audit([AuditEvent("gateway_started", None)])
         await store.close()

@@ -28,7 +28,8 @@ from broker.errors import ConfigError, DeliveryExpired, DestinationRejected, pla
 from broker.metrics import Metrics
 from broker.receipts import Kind, Receipt, build_receipt, sha256_b64
 from broker.signing.trust import GatewayIdentity
-from broker.store.base import Job, NewJob, Store, StoredReceipt, StoreUnavailable
+from broker.store import Store
+from broker.store.base import Job, NewJob, StoredReceipt, StoreUnavailable
 from broker.tasks import TaskGroup
 
 from . import retry

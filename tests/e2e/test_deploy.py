@@ -95,9 +95,9 @@ async def test_pg_dump_restores_and_passes_audit_verify(test_pki: Pki, tmp_path:
     source, store = await create_schema(dsn, "deploy_src")
     target, restored = await create_schema(dsn, "deploy_dst")
     from broker.audit import AuditEvent, Auditor
-    from broker.store.postgres import PostgresStore
+    from broker.store import open_store
 
-    live = PostgresStore(store, auditor=Auditor(test_pki.gateway()))
+    live = open_store(store, Auditor(test_pki.gateway()))
     await live.open()
     await live.audit([AuditEvent("gateway_started"), AuditEvent("configuration_reloaded")])
     await live.close()

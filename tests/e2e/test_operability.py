@@ -261,7 +261,7 @@ async def test_readyz_is_false_while_the_store_cannot_write(exchange: Exchange) 
     """SQLite full (here: its page limit reached): intake answers 503, /readyz goes false;
     once writes work again, /readyz is true again by itself."""
     store = exchange.server.gateway.store
-    writer = store._writer  # type: ignore[attr-defined]
+    writer = store.db._writer  # type: ignore[attr-defined]
     pages = writer.conn.execute("PRAGMA page_count").fetchone()[0]
     writer.conn.execute(f"PRAGMA max_page_count = {pages}")
     status, _ = await exchange.post("KZ-SW", sign_as(exchange.pki, "KZ-SW"))

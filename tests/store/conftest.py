@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.store.base import Store
-from broker.store.postgres import PostgresStore, create_schema, drop_schema
-from broker.store.sqlite import SqliteStore
+from broker.store import Store, open_store
+from broker.store.postgres import create_schema, drop_schema
 
 PG_DSN = os.environ.get("BROKER_TEST_PG_DSN")
 
@@ -30,17 +29,20 @@ async def new_schema(dsn: str) -> tuple[str, str]:
     return await create_schema(dsn, prefix="t")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", "memory", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        sqlite = SqliteStore(str(tmp_path / "store.sqlite3"))
+    """The ledger over each connector: a SQLite file, SQLite in memory (the fast fake unit
+    tests use), and PostgreSQL."""
+    if request.param in ("sqlite", "memory"):
+        path = tmp_path / "store.sqlite3" if request.param == "sqlite" else ":memory:"
+        sqlite = open_store(f"sqlite:///{path}", create=True)
         await sqlite.open()
         yield sqlite
         await sqlite.close()
         return
     dsn = pg_dsn_or_skip()
     name, scoped = await new_schema(dsn)
-    postgres = PostgresStore(scoped)
+    postgres = open_store(scoped)
     await postgres.open()
     try:
         yield postgres

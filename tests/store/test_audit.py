@@ -15,9 +15,8 @@ import pytest
 from broker import pki
 from broker.audit import AuditEvent, Auditor, entry_hash, verify_chain
 from broker.signing.trust import GatewayIdentity
-from broker.store.base import Store
-from broker.store.postgres import PostgresStore, drop_schema
-from broker.store.sqlite import SqliteStore
+from broker.store import Store, open_store
+from broker.store.postgres import drop_schema
 from tests.pki_support import Pki
 from tests.store.conftest import new_schema, pg_dsn_or_skip
 from tests.store.test_contract import _jobs, _message, _receipt
@@ -40,7 +39,7 @@ async def audited(
     auditor = Auditor(test_pki.gateway())
     if request.param == "sqlite":
         path = tmp_path / "audited.sqlite3"
-        store = SqliteStore(str(path), auditor)
+        store = open_store(f"sqlite:///{path}", auditor, create=True)
         await store.open()
 
         async def run_sqlite(statement: str) -> None:
@@ -53,7 +52,7 @@ async def audited(
         return
     dsn = pg_dsn_or_skip()
     name, scoped = await new_schema(dsn)
-    postgres = PostgresStore(scoped, auditor=auditor)
+    postgres = open_store(scoped, auditor)
     await postgres.open()
 
     async def run_pg(statement: str) -> None:
@@ -164,7 +163,7 @@ async def test_two_nodes_appending_at_once_keep_one_chain(test_pki: Pki) -> None
     dsn = pg_dsn_or_skip()
     name, scoped = await new_schema(dsn)
     auditor = Auditor(test_pki.gateway())
-    nodes = [PostgresStore(scoped, auditor=auditor) for _ in range(2)]
+    nodes = [open_store(scoped, auditor) for _ in range(2)]
     try:
         for node in nodes:
             await node.open()

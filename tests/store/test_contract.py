@@ -8,7 +8,9 @@ import time
 import pytest
 
 from broker.errors import DuplicateConflict
-from broker.store.base import Job, NewJob, NewMessage, Store, StoredReceipt
+from broker.store import Store
+from broker.store.base import Job, NewJob, NewMessage, StoredReceipt
+from broker.store.ledger import PurgeCutoffs, Purged, cursor_of
 
 
 def _message(n: int, digest: str = "d", sender: str = "KZ-SW") -> NewMessage:
@@ -213,3 +215,79 @@ async def test_rejected_receipts_are_stored_on_their_own(store: Store) -> None:
     await store.record_receipt(rejected)
     assert await store.receipt("urn:uuid:rej") == ("KZ-SW", b"<R/>")
     assert await store.ping()
+
+
+async def test_listing_filters_by_state_in_full_pages_with_a_cursor(store: Store) -> None:
+    """State is filtered in the store, so a page is full whenever enough messages match, and
+    a cursor walks every match once, newest first."""
+    for n in range(12):
+        await _accept(store, n)
+    jobs = {job.track_id: job for job in await store.claim("w", time.time(), 60, 100)}
+    failed = {f"urn:uuid:m-{n}" for n in range(12) if n % 3 == 0}
+    for n in range(12):
+        state = "failed" if f"urn:uuid:m-{n}" in failed else "delivered"
+        assert await store.finish(jobs[f"urn:uuid:t-{n}"], "w", state, 1, None, None, None)
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        page = await store.messages("delivered", None, None, 3, after)
+        seen += [v.message_id for v in page]
+        assert all(v.state == "delivered" for v in page)
+        if len(page) < 3:
+            break
+        after = cursor_of(page[-1])
+    assert sorted(seen) == sorted({f"urn:uuid:m-{n}" for n in range(12)} - failed)
+    assert len(seen) == len(set(seen))
+    accepted = [f"2026-11-29T10:00:{n:02d}.000Z" for n in range(12)]
+    assert [v.accepted_at for v in await store.messages(None, None, None, 12)] == sorted(
+        accepted, reverse=True
+    )
+    assert {v.message_id for v in await store.messages("failed", None, None, 10)} == failed
+
+
+def _keep(bodies: float | None, receipts: float | None) -> PurgeCutoffs:
+    return PurgeCutoffs({}, {}, bodies, receipts)
+
+
+async def test_purge_empties_bodies_of_finished_messages_and_keeps_their_status(
+    store: Store,
+) -> None:
+    """Bodies of finished messages go after their period; pending ones and the receipts stay;
+    the purge is an audit event."""
+    for n in (1, 2):
+        await _accept(store, n)
+    done, _ = sorted(await store.claim("w", time.time(), 60, 10), key=lambda j: j.track_id)
+    assert await store.finish(done, "w", "delivered", 1, None, None, None)
+    assert await store.purge(_keep(time.time() + 1, None), dry_run=True) == Purged(
+        1, 0, len(b"<raw/>") + len(b"<forwarded n='1'/>")
+    )
+    purged = await store.purge(_keep(time.time() + 1, None))
+    assert (purged.bodies, purged.records) == (1, 0)
+    view = await store.message("urn:uuid:m-1", "KZ-SW")
+    assert view is not None and view.bodies_purged_at is not None
+    assert [d.state for d in view.destinations] == ["delivered"]
+    assert await store.receipt(_receipt(1).receipt_id) is not None
+    still = await store.message("urn:uuid:m-2", "KZ-SW")
+    assert still is not None and still.bodies_purged_at is None  # still pending
+    assert await store.purge(_keep(time.time() + 1, None)) == Purged(0, 0, 0)
+
+
+async def test_purge_of_records_removes_receipts_and_status(store: Store) -> None:
+    """After the receipts period a finished message is gone but for the audit chain."""
+    await _accept(store, 1)
+    (job,) = await store.claim("w", time.time(), 60, 10)
+    assert await store.finish(job, "w", "failed", 1, "x", None, None)
+    assert await store.purge(_keep(None, time.time() - 3600)) == Purged(0, 0, 0)  # not yet
+    assert (await store.purge(_keep(None, time.time() + 1))).records == 1
+    assert await store.message("urn:uuid:m-1", None) is None
+    assert await store.receipt(_receipt(1).receipt_id) is None
+
+
+async def test_purge_follows_the_route_over_the_default(store: Store) -> None:
+    """A route's own period wins over the table's."""
+    await _accept(store, 1)
+    (job,) = await store.claim("w", time.time(), 60, 10)
+    assert await store.finish(job, "w", "delivered", 1, None, None, None)
+    keep_route = PurgeCutoffs({"r": time.time() - 3600}, {}, time.time() + 1, None)
+    assert (await store.purge(keep_route)).bodies == 0
+    assert (await store.purge(PurgeCutoffs({"r": time.time() + 1}, {}, None, None))).bodies == 1

@@ -10,9 +10,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from broker.store.postgres import PostgresStore, drop_schema
+from broker.store import open_store
+from broker.store.ledger import Ledger
+from broker.store.postgres import PostgresConnector, drop_schema
 from broker.store.queries import load_migrations
-from broker.store.sqlite import SqliteStore
 from tests.store.conftest import new_schema, pg_dsn_or_skip
 
 
@@ -35,7 +36,7 @@ def _sqlite_shape(path: Path) -> list[tuple[str, str, str]]:
 
 async def test_sqlite_migrations_equal_the_declared_schema(tmp_path: Path) -> None:
     """Migrating an empty SQLite file gives exactly schema.sql."""
-    store = SqliteStore(str(tmp_path / "migrated.sqlite3"))
+    store = open_store(f"sqlite:///{tmp_path / 'migrated.sqlite3'}", create=True)
     await store.open()
     await store.close()
     declared = tmp_path / "declared.sqlite3"
@@ -77,7 +78,7 @@ async def test_postgresql_migrations_equal_the_declared_schema() -> None:
     migrated, migrated_dsn = await new_schema(dsn)
     declared, declared_dsn = await new_schema(dsn)
     try:
-        store = PostgresStore(migrated_dsn, min_size=1, max_size=1)
+        store = Ledger(PostgresConnector(migrated_dsn, min_size=1, max_size=1))
         await store.open()
         await store.close()
         conn = await asyncpg.connect(declared_dsn)
@@ -95,7 +96,7 @@ async def test_migrations_run_once(tmp_path: Path) -> None:
     """Opening an already migrated store applies nothing again."""
     path = tmp_path / "s.sqlite3"
     for _ in range(2):
-        store = SqliteStore(str(path))
+        store = open_store(f"sqlite:///{path}", create=True)
         await store.open()
         await store.close()
     conn = sqlite3.connect(path)

@@ -1,5 +1,10 @@
--- Named queries for the PostgreSQL store. Each block starts with "-- name: <name>"; :name
--- parameters are turned into $n by broker/store/queries.py.
+-- Named queries for the PostgreSQL connector, run by broker/store/ledger.py. Each block starts
+-- with "-- name: <name>"; :name parameters are turned into $n by broker/store/queries.py.
+-- sqlite/queries.sql has the same names; keep the two in step. A list parameter (:ids) is a
+-- JSON array.
+
+-- name: select_one
+SELECT 1 AS one;
 
 -- name: insert_message
 INSERT INTO messages (track_id, sender, message_id, digest, accepted_at, route, table_digest,
@@ -27,7 +32,7 @@ SELECT m.digest, r.body
 FROM messages m JOIN receipts r ON r.receipt_id = m.accepted_receipt
 WHERE m.sender = :sender AND m.message_id = :message_id;
 
--- name: claim
+-- name: lease_due
 -- FOR UPDATE SKIP LOCKED: concurrent workers on several nodes never wait for, nor take, the
 -- same job; an expired lease (its holder crashed) makes a job claimable again.
 WITH due AS (
@@ -50,17 +55,21 @@ WITH due AS (
     ORDER BY due.next_attempt
     LIMIT :limit
     FOR UPDATE OF j SKIP LOCKED
-), leased AS (
-    UPDATE jobs j SET lease_owner = :owner, lease_expires = :expires, updated_at = :now
-    FROM picked WHERE j.id = picked.id
-    RETURNING j.*
 )
-SELECT l.id, l.track_id, l.kind, l.destination, l.endpoint, l.receipt_id, l.attempts,
-       l.max_attempts, l.initial_delay, l.max_delay, l.deadline,
+UPDATE jobs j SET lease_owner = :owner, lease_expires = :expires, updated_at = :now
+FROM picked WHERE j.id = picked.id
+RETURNING j.id;
+
+-- name: leased_jobs
+SELECT j.id, j.track_id, j.kind, j.destination, j.endpoint, j.receipt_id, j.attempts,
+       j.max_attempts, j.initial_delay, j.max_delay, j.deadline,
        m.sender, m.message_id, m.digest, m.route, m.table_digest, m.accepted_at,
-       CASE WHEN l.kind = 'message' THEN m.forwarded ELSE r.body END AS payload
-FROM leased l JOIN messages m ON m.track_id = l.track_id
-LEFT JOIN receipts r ON r.receipt_id = l.receipt_id;
+       CASE WHEN j.kind = 'message' THEN m.forwarded ELSE r.body END AS payload
+FROM jobs j JOIN messages m ON m.track_id = j.track_id
+LEFT JOIN receipts r ON r.receipt_id = j.receipt_id
+WHERE j.id IN (SELECT jsonb_array_elements_text(CAST(:ids AS JSONB))::BIGINT)
+  AND j.lease_owner = :owner
+ORDER BY j.next_attempt, j.id;
 
 -- name: finish_job
 UPDATE jobs SET state = :state, attempts = :attempts, last_error = :last_error,
@@ -76,45 +85,58 @@ WHERE id = :id AND lease_owner = :owner;
 UPDATE jobs SET lease_owner = NULL, lease_expires = NULL
 WHERE lease_owner = :owner AND state = 'pending';
 
--- name: message_by_sender
-SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id FROM messages
-WHERE sender = :sender AND message_id = :message_id;
+-- name: retry_jobs
+UPDATE jobs SET state = 'pending', next_attempt = :now, deadline = GREATEST(deadline, :deadline),
+                attempts = 0, max_attempts = GREATEST(max_attempts, 1), lease_owner = NULL,
+                lease_expires = NULL, updated_at = :now
+WHERE track_id IN (SELECT track_id FROM messages WHERE message_id = :message_id)
+  AND kind = 'message' AND state = 'failed'
+  AND (CAST(:destination AS TEXT) IS NULL OR destination = :destination);
 
 -- name: message_by_id
-SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id FROM messages
-WHERE message_id = :message_id
-ORDER BY accepted_at;
+-- One MessageID may come from several senders: restricted to :sender unless it is NULL.
+SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id, reply_to, purged_at
+FROM messages
+WHERE message_id = :message_id AND (CAST(:sender AS TEXT) IS NULL OR sender = :sender)
+ORDER BY accepted_at, track_id;
 
--- name: jobs_of_message
-SELECT destination, kind, state, attempts, last_error, next_attempt FROM jobs
-WHERE track_id = :track_id AND kind = 'message'
+-- name: jobs_of_messages
+SELECT track_id, destination, state, attempts, last_error FROM jobs
+WHERE track_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS JSONB))) AND kind = 'message'
 ORDER BY id;
 
--- name: receipts_of_message
-SELECT receipt_id, kind, destination FROM receipts
-WHERE track_id = :track_id
+-- name: receipts_of_messages
+SELECT track_id, receipt_id, kind, destination FROM receipts
+WHERE track_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS JSONB)))
 ORDER BY issued_at, receipt_id;
 
 -- name: receipt
 SELECT sender, body FROM receipts WHERE receipt_id = :receipt_id;
 
 -- name: list_messages
-SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id
+-- Newest first, after the cursor (:after_at, :after_track); a message's state is its
+-- destinations' (any pending: pending; else any failed: failed; else delivered).
+SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id,
+       m.purged_at
 FROM messages m
 WHERE (CAST(:sender AS TEXT) IS NULL OR m.sender = :sender)
   AND (CAST(:since AS TEXT) IS NULL OR m.accepted_at >= :since)
-ORDER BY m.accepted_at DESC
+  AND (CAST(:after_at AS TEXT) IS NULL OR m.accepted_at < :after_at
+       OR (m.accepted_at = :after_at AND m.track_id < CAST(:after_track AS TEXT)))
+  AND (CAST(:state AS TEXT) IS NULL OR :state = (
+        SELECT CASE WHEN SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
+                    WHEN SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
+                    ELSE 'delivered' END
+        FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'))
+ORDER BY m.accepted_at DESC, m.track_id DESC
 LIMIT :limit;
-
--- name: retry_jobs
-UPDATE jobs SET state = 'pending', next_attempt = :now, deadline = GREATEST(deadline, :deadline),
-                attempts = 0, lease_owner = NULL, lease_expires = NULL, updated_at = :now
-WHERE track_id = :track_id AND kind = 'message' AND state = 'failed'
-  AND (CAST(:destination AS TEXT) IS NULL OR destination = :destination);
 
 -- name: counts
 SELECT state, COUNT(*) AS n, MIN(CASE WHEN state = 'pending' THEN updated_at END) AS oldest
 FROM jobs WHERE kind = 'message' GROUP BY state;
+
+-- name: pending_by_destination
+SELECT destination, COUNT(*) AS n FROM jobs WHERE state = 'pending' GROUP BY destination;
 
 -- name: audit_lock
 -- One chain across every node: appends are serialised until the transaction commits.
@@ -133,9 +155,48 @@ VALUES (:seq, :at, :event, :message_id, :track_id, :destination, :detail, :prev_
 SELECT seq, at, event, message_id, track_id, destination, detail, prev_hash, hash, signature
 FROM audit_log WHERE seq >= :first AND seq <= :last ORDER BY seq;
 
--- name: related_messages
--- The messages a signal's wsa:RelatesTo names (one MessageID may come from several senders).
-SELECT track_id, sender, reply_to FROM messages WHERE message_id = :message_id;
+-- name: due_bodies
+-- Finished messages (no job pending: every destination and receipt push delivered or failed)
+-- whose last job ended before their route's cut-off (:cutoffs, JSON route → epoch seconds),
+-- else :default_cutoff; -1 keeps for ever. SKIP LOCKED: two nodes purging never wait on each
+-- other, and intake never waits on a purge (it only inserts).
+SELECT m.track_id, OCTET_LENGTH(m.raw) + OCTET_LENGTH(m.forwarded) AS size
+FROM messages m
+WHERE m.purged_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.state = 'pending')
+  AND (SELECT MAX(j.updated_at) FROM jobs j WHERE j.track_id = m.track_id)
+      < COALESCE((CAST(:cutoffs AS JSONB) ->> m.route)::FLOAT8, :default_cutoff)
+LIMIT :limit
+FOR UPDATE OF m SKIP LOCKED;
 
--- name: pending_by_destination
-SELECT destination, COUNT(*) AS n FROM jobs WHERE state = 'pending' GROUP BY destination;
+-- name: empty_bodies
+UPDATE messages SET raw = '', forwarded = '', purged_at = :now
+WHERE track_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS JSONB)));
+
+-- name: due_records
+SELECT m.track_id
+FROM messages m
+WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.state = 'pending')
+  AND (SELECT MAX(j.updated_at) FROM jobs j WHERE j.track_id = m.track_id)
+      < COALESCE((CAST(:cutoffs AS JSONB) ->> m.route)::FLOAT8, :default_cutoff)
+LIMIT :limit
+FOR UPDATE OF m SKIP LOCKED;
+
+-- name: delete_receipts
+DELETE FROM receipts WHERE track_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS JSONB)));
+
+-- name: delete_jobs
+DELETE FROM jobs WHERE track_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS JSONB)));
+
+-- name: delete_messages
+DELETE FROM messages WHERE track_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS JSONB)));
+
+-- name: delete_rejected
+-- Receipts of no accepted message (Rejected), issued before the default receipts cut-off.
+DELETE FROM receipts WHERE track_id IS NULL AND issued_at < :before;
+
+-- name: stored_size
+SELECT (SELECT COUNT(*) FROM messages) AS messages,
+       (SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = current_schema() AND c.relkind = 'r') AS bytes;

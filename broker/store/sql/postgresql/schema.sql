@@ -16,8 +16,12 @@ CREATE TABLE messages (
     forwarded       BYTEA NOT NULL,
     upstream_track_id TEXT,
     reply_to        TEXT,
+    purged_at       TEXT,                     -- when retention emptied raw and forwarded
     UNIQUE (sender, message_id)
 );
+
+CREATE INDEX messages_listing ON messages (accepted_at, track_id);
+CREATE INDEX messages_message_id ON messages (message_id);
 
 CREATE TABLE jobs (
     id              BIGSERIAL PRIMARY KEY,

@@ -1,4 +1,17 @@
--- Named queries for the SQLite store. Each block starts with "-- name: <name>".
+-- Named queries for the SQLite connector, run by broker/store/ledger.py. Each block starts
+-- with "-- name: <name>". postgresql/queries.sql has the same names; keep the two in step.
+-- A list parameter (:ids) is a JSON array.
+
+-- name: select_one
+SELECT 1 AS one;
+
+-- name: probe_insert
+-- Big enough to need fresh pages, as a message does: a store that can only rewrite the pages
+-- it has is still full.
+INSERT INTO schema_migrations (version, name) VALUES (-1, zeroblob(65536));
+
+-- name: probe_delete
+DELETE FROM schema_migrations WHERE version = -1;
 
 -- name: insert_message
 INSERT INTO messages (track_id, sender, message_id, digest, accepted_at, route, table_digest,
@@ -6,7 +19,9 @@ INSERT INTO messages (track_id, sender, message_id, digest, accepted_at, route, 
                       upstream_track_id, reply_to)
 VALUES (:track_id, :sender, :message_id, :digest, :accepted_at, :route, :table_digest,
         :action, :document, :recipient, :accepted_receipt, :raw, :forwarded,
-        :upstream_track_id, :reply_to);
+        :upstream_track_id, :reply_to)
+ON CONFLICT (sender, message_id) DO NOTHING
+RETURNING track_id;
 
 -- name: insert_job
 INSERT INTO jobs (track_id, kind, destination, endpoint, receipt_id, state, attempts,
@@ -24,34 +39,36 @@ SELECT m.digest, r.body
 FROM messages m JOIN receipts r ON r.receipt_id = m.accepted_receipt
 WHERE m.sender = :sender AND m.message_id = :message_id;
 
--- name: due_jobs
+-- name: lease_due
 -- Due jobs, at most :room_default per destination, or what :rooms (a JSON object
 -- destination → free slots) allows for it: a destination that is saturated or behind an open
--- circuit breaker (room 0) gets no lease, so the others flow.
-SELECT id FROM (
-    SELECT id, next_attempt,
-           ROW_NUMBER() OVER (PARTITION BY destination ORDER BY next_attempt, id) AS rank,
-           COALESCE(json_extract(:rooms, '$."' || destination || '"'), :room_default) AS room
-    FROM jobs
-    WHERE state = 'pending' AND next_attempt <= :now
-      AND (lease_expires IS NULL OR lease_expires < :now)
-)
-WHERE rank <= room
-ORDER BY next_attempt
-LIMIT :limit;
-
--- name: lease_job
+-- circuit breaker (room 0) gets no lease, so the others flow. The writer holds the database
+-- (BEGIN IMMEDIATE), so no other process leases between the choice and the update.
 UPDATE jobs SET lease_owner = :owner, lease_expires = :expires, updated_at = :now
-WHERE id = :id AND state = 'pending' AND (lease_expires IS NULL OR lease_expires < :now);
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, next_attempt,
+               ROW_NUMBER() OVER (PARTITION BY destination ORDER BY next_attempt, id) AS rank,
+               COALESCE(json_extract(:rooms, '$."' || destination || '"'), :room_default) AS room
+        FROM jobs
+        WHERE state = 'pending' AND next_attempt <= :now
+          AND (lease_expires IS NULL OR lease_expires < :now)
+    )
+    WHERE rank <= room
+    ORDER BY next_attempt
+    LIMIT :limit
+)
+RETURNING id;
 
--- name: leased_job
+-- name: leased_jobs
 SELECT j.id, j.track_id, j.kind, j.destination, j.endpoint, j.receipt_id, j.attempts,
        j.max_attempts, j.initial_delay, j.max_delay, j.deadline,
        m.sender, m.message_id, m.digest, m.route, m.table_digest, m.accepted_at,
        CASE WHEN j.kind = 'message' THEN m.forwarded ELSE r.body END AS payload
 FROM jobs j JOIN messages m ON m.track_id = j.track_id
 LEFT JOIN receipts r ON r.receipt_id = j.receipt_id
-WHERE j.id = :id AND j.lease_owner = :owner;
+WHERE j.id IN (SELECT value FROM json_each(:ids)) AND j.lease_owner = :owner
+ORDER BY j.next_attempt, j.id;
 
 -- name: finish_job
 UPDATE jobs SET state = :state, attempts = :attempts, last_error = :last_error,
@@ -67,45 +84,62 @@ WHERE id = :id AND lease_owner = :owner;
 UPDATE jobs SET lease_owner = NULL, lease_expires = NULL
 WHERE lease_owner = :owner AND state = 'pending';
 
--- name: message_by_sender
-SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id FROM messages
-WHERE sender = :sender AND message_id = :message_id;
+-- name: retry_jobs
+UPDATE jobs SET state = 'pending', next_attempt = :now, deadline = MAX(deadline, :deadline),
+                attempts = 0, max_attempts = MAX(max_attempts, 1), lease_owner = NULL,
+                lease_expires = NULL, updated_at = :now
+WHERE track_id IN (SELECT track_id FROM messages WHERE message_id = :message_id)
+  AND kind = 'message' AND state = 'failed'
+  AND (:destination IS NULL OR destination = :destination);
 
 -- name: message_by_id
-SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id FROM messages
-WHERE message_id = :message_id
-ORDER BY accepted_at;
+-- One MessageID may come from several senders: restricted to :sender unless it is NULL.
+SELECT track_id, sender, message_id, route, accepted_at, upstream_track_id, reply_to, purged_at
+FROM messages
+WHERE message_id = :message_id AND (:sender IS NULL OR sender = :sender)
+ORDER BY accepted_at, track_id;
 
--- name: jobs_of_message
-SELECT destination, kind, state, attempts, last_error, next_attempt FROM jobs
-WHERE track_id = :track_id AND kind = 'message'
+-- name: jobs_of_messages
+SELECT track_id, destination, state, attempts, last_error FROM jobs
+WHERE track_id IN (SELECT value FROM json_each(:ids)) AND kind = 'message'
 ORDER BY id;
 
--- name: receipts_of_message
-SELECT receipt_id, kind, destination FROM receipts
-WHERE track_id = :track_id
+-- name: receipts_of_messages
+SELECT track_id, receipt_id, kind, destination FROM receipts
+WHERE track_id IN (SELECT value FROM json_each(:ids))
 ORDER BY issued_at, receipt_id;
 
 -- name: receipt
 SELECT sender, body FROM receipts WHERE receipt_id = :receipt_id;
 
 -- name: list_messages
-SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id
+-- Newest first, after the cursor (:after_at, :after_track); a message's state is its
+-- destinations' (any pending: pending; else any failed: failed; else delivered).
+SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id,
+       m.purged_at
 FROM messages m
-WHERE (:sender IS NULL OR m.sender = :sender) AND (:since IS NULL OR m.accepted_at >= :since)
-ORDER BY m.accepted_at DESC
+WHERE (:sender IS NULL OR m.sender = :sender)
+  AND (:since IS NULL OR m.accepted_at >= :since)
+  AND (:after_at IS NULL OR m.accepted_at < :after_at
+       OR (m.accepted_at = :after_at AND m.track_id < :after_track))
+  AND (:state IS NULL OR :state = (
+        SELECT CASE WHEN SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
+                    WHEN SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
+                    ELSE 'delivered' END
+        FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'))
+ORDER BY m.accepted_at DESC, m.track_id DESC
 LIMIT :limit;
-
--- name: retry_jobs
-UPDATE jobs SET state = 'pending', next_attempt = :now, deadline = MAX(deadline, :deadline),
-                attempts = 0, max_attempts = MAX(max_attempts, 1), lease_owner = NULL,
-                lease_expires = NULL, updated_at = :now
-WHERE track_id = :track_id AND kind = 'message' AND state = 'failed'
-  AND (:destination IS NULL OR destination = :destination);
 
 -- name: counts
 SELECT state, COUNT(*) AS n, MIN(CASE WHEN state = 'pending' THEN updated_at END) AS oldest
 FROM jobs WHERE kind = 'message' GROUP BY state;
+
+-- name: pending_by_destination
+SELECT destination, COUNT(*) AS n FROM jobs WHERE state = 'pending' GROUP BY destination;
+
+-- name: audit_lock
+-- Nothing to take: the writer's BEGIN IMMEDIATE already holds the database.
+SELECT 1;
 
 -- name: audit_head
 SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1;
@@ -120,9 +154,43 @@ VALUES (:seq, :at, :event, :message_id, :track_id, :destination, :detail, :prev_
 SELECT seq, at, event, message_id, track_id, destination, detail, prev_hash, hash, signature
 FROM audit_log WHERE seq >= :first AND seq <= :last ORDER BY seq;
 
--- name: related_messages
--- The messages a signal's wsa:RelatesTo names (one MessageID may come from several senders).
-SELECT track_id, sender, reply_to FROM messages WHERE message_id = :message_id;
+-- name: due_bodies
+-- Finished messages (no job pending: every destination and receipt push delivered or failed)
+-- whose last job ended before their route's cut-off (:cutoffs, JSON route → epoch seconds),
+-- else :default_cutoff; -1 keeps for ever.
+SELECT m.track_id, LENGTH(m.raw) + LENGTH(m.forwarded) AS size
+FROM messages m
+WHERE m.purged_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.state = 'pending')
+  AND (SELECT MAX(j.updated_at) FROM jobs j WHERE j.track_id = m.track_id)
+      < COALESCE(json_extract(:cutoffs, '$."' || m.route || '"'), :default_cutoff)
+LIMIT :limit;
 
--- name: pending_by_destination
-SELECT destination, COUNT(*) AS n FROM jobs WHERE state = 'pending' GROUP BY destination;
+-- name: empty_bodies
+UPDATE messages SET raw = X'', forwarded = X'', purged_at = :now
+WHERE track_id IN (SELECT value FROM json_each(:ids));
+
+-- name: due_records
+SELECT m.track_id
+FROM messages m
+WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.state = 'pending')
+  AND (SELECT MAX(j.updated_at) FROM jobs j WHERE j.track_id = m.track_id)
+      < COALESCE(json_extract(:cutoffs, '$."' || m.route || '"'), :default_cutoff)
+LIMIT :limit;
+
+-- name: delete_receipts
+DELETE FROM receipts WHERE track_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_jobs
+DELETE FROM jobs WHERE track_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_messages
+DELETE FROM messages WHERE track_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_rejected
+-- Receipts of no accepted message (Rejected), issued before the default receipts cut-off.
+DELETE FROM receipts WHERE track_id IS NULL AND issued_at < :before;
+
+-- name: stored_size
+SELECT (SELECT COUNT(*) FROM messages) AS messages,
+       (SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()) AS bytes;

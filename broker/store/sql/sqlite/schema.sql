@@ -16,8 +16,12 @@ CREATE TABLE messages (
     forwarded       BLOB NOT NULL,            -- what destinations receive (SPEC §3)
     upstream_track_id TEXT,                   -- an upstream int:Integration's TrackID
     reply_to        TEXT,                     -- wsa:ReplyTo/wsa:Address
+    purged_at       TEXT,                     -- when retention emptied raw and forwarded
     UNIQUE (sender, message_id)
 );
+
+CREATE INDEX messages_listing ON messages (accepted_at, track_id);
+CREATE INDEX messages_message_id ON messages (message_id);
 
 CREATE TABLE jobs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
