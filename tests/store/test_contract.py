@@ -9,7 +9,7 @@ import pytest
 
 from broker.errors import DuplicateConflict
 from broker.store import Store
-from broker.store.base import Job, NewJob, NewMessage, StoredReceipt
+from broker.store.base import Job, JobState, NewJob, NewMessage, StoredReceipt
 from broker.store.ledger import PurgeCutoffs, Purged, cursor_of
 
 
@@ -225,7 +225,7 @@ async def test_listing_filters_by_state_in_full_pages_with_a_cursor(store: Store
     jobs = {job.track_id: job for job in await store.claim("w", time.time(), 60, 100)}
     failed = {f"urn:uuid:m-{n}" for n in range(12) if n % 3 == 0}
     for n in range(12):
-        state = "failed" if f"urn:uuid:m-{n}" in failed else "delivered"
+        state: JobState = "failed" if f"urn:uuid:m-{n}" in failed else "delivered"
         assert await store.finish(jobs[f"urn:uuid:t-{n}"], "w", state, 1, None, None, None)
     seen: list[str] = []
     after: str | None = None
@@ -264,11 +264,13 @@ async def test_purge_empties_bodies_of_finished_messages_and_keeps_their_status(
     purged = await store.purge(_keep(time.time() + 1, None))
     assert (purged.bodies, purged.records) == (1, 0)
     view = await store.message("urn:uuid:m-1", "KZ-SW")
-    assert view is not None and view.bodies_purged_at is not None
+    assert view is not None
+    assert view.bodies_purged_at is not None
     assert [d.state for d in view.destinations] == ["delivered"]
     assert await store.receipt(_receipt(1).receipt_id) is not None
     still = await store.message("urn:uuid:m-2", "KZ-SW")
-    assert still is not None and still.bodies_purged_at is None  # still pending
+    assert still is not None
+    assert still.bodies_purged_at is None
     assert await store.purge(_keep(time.time() + 1, None)) == Purged(0, 0, 0)
 
 
