@@ -430,6 +430,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             handshake_timeout=args.handshake_timeout,
         ),
         reuse_port=args.reuse_port,
+        purge_every=args.purge_every,
         create_store=args.create_store,
         admin_hosts=tuple(args.admin_hosts),
     )
@@ -661,7 +662,12 @@ def _cmd_messages(args: argparse.Namespace) -> int:
     if args.messages_command == "show":
         print(
             json.dumps(
-                {**found.as_json(), "state": found.state, "accepted_at": found.accepted_at},
+                {
+                    **found.as_json(),
+                    "state": found.state,
+                    "accepted_at": found.accepted_at,
+                    "bodies_purged_at": found.bodies_purged_at,
+                },
                 indent=2,
             )
         )
@@ -684,6 +690,25 @@ def _cmd_store_backup(args: argparse.Namespace) -> int:
 
     pages = operator.backup_sqlite(args.store, args.output)
     print(f"backup of {args.store} written to {args.output} ({pages} pages, integrity ok)")
+    return EXIT_OK
+
+
+def _cmd_store_purge(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from broker import operator, retention
+
+    table = _routing_table(args.routing)
+    if table is None:
+        raise UsageError(f"{args.routing}: the routing table has errors (see above)")
+    done = asyncio.run(operator.purge(args.store, args.certs, table, dry_run=args.dry_run))
+    verb = "would purge" if args.dry_run else "purged"
+    print(
+        f"{verb}: bodies of {done.bodies} message(s) ({done.bytes} bytes), receipts and status "
+        f"of {done.records} message(s) — {table.retention.describe()} by default"
+    )
+    if retention.keeps_everything(table):
+        print(f"{args.routing} has no retention: everything is kept for ever")
     return EXIT_OK
 
 
@@ -942,6 +967,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(env BROKER_HANDSHAKE_TIMEOUT; default 10)",
     )
     serve.add_argument(
+        "--purge-every",
+        type=positive_float,
+        default=_env("BROKER_PURGE_EVERY", "86400"),
+        metavar="SECONDS",
+        help="seconds between retention purges of routing.yaml's `retention` (SPEC §6); the "
+        "first runs a minute after start (env BROKER_PURGE_EVERY; default 86400, a day)",
+    )
+    serve.add_argument(
         "--admin-token",
         default=os.environ.get("BROKER_ADMIN_TOKEN"),
         help="operator token for /admin/*, sent as `Authorization: Bearer …`; needed to bind "
@@ -1045,6 +1078,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backup.add_argument("output", type=Path, metavar="FILE", help="the copy to write (new file)")
     backup.set_defaults(handler=_cmd_store_backup)
+    purge = store_commands.add_parser(
+        "purge",
+        parents=[common],
+        help="apply routing.yaml's retention (SPEC §6) now: empty the stored envelopes and "
+        "delete the records of finished messages past their periods (audited)",
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="say what would be purged; change nothing"
+    )
+    purge.set_defaults(handler=_cmd_store_purge)
 
     audit = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

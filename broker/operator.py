@@ -1,5 +1,6 @@
 """Operator and auditor commands that work on the store and certs/ directly (SPEC §10, §11):
-`broker audit verify|export`, `broker messages list|show|retry`, `broker certs check`."""
+`broker audit verify|export`, `broker messages list|show|retry`, `broker store purge`,
+`broker certs check`."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from pathlib import Path
 
 from cryptography import x509
 
-from broker import clock
+from broker import clock, retention
 from broker.audit import GENESIS, AuditEvent, Auditor, ChainCheck, Entry, verify_chain
 from broker.errors import ConfigError
+from broker.routing.table import RoutingTable
 from broker.signing.trust import GatewayIdentity, common_name, fingerprint
 from broker.store import Store, open_store
 from broker.store.base import JobState, MessageView
+from broker.store.ledger import Purged
 
 PAGE = 5000
 EXPIRY_WARNING_DAYS = 30
@@ -127,6 +130,16 @@ async def retry_message(url: str, certs: Path, message_id: str, destination: str
                 )
             ],
         )
+    finally:
+        await store.close()
+
+
+async def purge(url: str, certs: Path, table: RoutingTable, *, dry_run: bool) -> Purged:
+    """``broker store purge``: retention now, audited with the gateway's key."""
+    store = open_store(url, None if dry_run else Auditor(GatewayIdentity.load(certs)))
+    await store.open()
+    try:
+        return await retention.purge(store, table, dry_run=dry_run)
     finally:
         await store.close()
 

@@ -33,6 +33,7 @@ from broker.http.intake import IntakeSettings, intake_app
 from broker.intake import Gateway
 from broker.metrics import Metrics
 from broker.operator import EXPIRY_WARNING_DAYS, certificates
+from broker.retention import purge_daily
 from broker.signing.trust import GatewayIdentity, fingerprint
 from broker.store import open_store
 from broker.store.base import StoreUnavailable, redact
@@ -64,6 +65,9 @@ class ServeSettings:
     loopback): a request with another Host is refused (421), against DNS rebinding."""
     create_store: bool = False
     """Create the SQLite store's missing folders (else only a file in an existing folder)."""
+    purge_every: float = 86_400.0
+    """Seconds between retention purges (SPEC §6); the first runs a minute after start."""
+    purge_first: float = 60.0
     reuse_port: bool = False
     """SO_REUSEPORT on both listeners: only for several processes of one gateway sharing one
     (PostgreSQL) store; otherwise a second gateway on a busy port must fail, not split traffic."""
@@ -193,6 +197,16 @@ class GatewayServer:
         self.admin_port = await self._start_site(admin, "admin", s.admin, None)
         self.tasks.start(self.worker.run(), "delivery-worker")
         self.tasks.start(self._watch(), "gauges-and-certificates")
+        self.tasks.start(
+            purge_daily(
+                self.gateway.store,
+                lambda: self.gateway.config.table,
+                self._stopped,
+                s.purge_every,
+                s.purge_first,
+            ),
+            "retention-purge",
+        )
         self.ready[0] = True
         log.info(
             "gateway started",

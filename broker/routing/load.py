@@ -34,6 +34,7 @@ from broker.routing.table import (
     Coverage,
     GlobList,
     Participant,
+    Retention,
     RetryPolicy,
     RoutingTable,
     Rule,
@@ -239,7 +240,7 @@ class _TableLoader(_Loader):
         top = self.mapping(
             root,
             "routing table",
-            ("version", "gateway", "participants", "routes"),
+            ("version", "gateway", "retention", "participants", "routes"),
             ("version", "gateway", "participants", "routes"),
         )
         if top is None:
@@ -249,6 +250,9 @@ class _TableLoader(_Loader):
             if not (isinstance(node, yaml.ScalarNode) and node.tag == _INT and node.value == "1"):
                 self.error(node, "version must be 1")
         gateway_id = self._gateway(top["gateway"][1]) if "gateway" in top else None
+        retention = (
+            self._retention(top["retention"][1], "retention") if "retention" in top else None
+        )
         participants = self._participants(top["participants"][1]) if "participants" in top else {}
         rules: list[Rule] = []
         rule_nodes: list[tuple[Rule, Fields]] = []
@@ -259,7 +263,9 @@ class _TableLoader(_Loader):
         self._check_reachable(rule_nodes, participants)
         if gateway_id is None or any(p.severity == "error" for p in self.problems):
             return None
-        return RoutingTable(gateway_id, participants, tuple(rules), digest, self.source)
+        return RoutingTable(
+            gateway_id, participants, tuple(rules), digest, self.source, retention or Retention()
+        )
 
     def _gateway(self, node: yaml.Node) -> str | None:
         fields = self.mapping(node, "gateway", ("id",), ("id",))
@@ -357,7 +363,10 @@ class _TableLoader(_Loader):
         names: dict[str, int] = {}
         for index, item in enumerate(node.value):
             fields = self.mapping(
-                item, f"routes[{index}]", ("name", "match", "deliver", "reject", "retry"), ("name",)
+                item,
+                f"routes[{index}]",
+                ("name", "match", "deliver", "reject", "retry", "retention"),
+                ("name",),
             )
             if fields is None or "name" not in fields:
                 continue
@@ -417,9 +426,38 @@ class _TableLoader(_Loader):
             parsed = self._retry(fields["retry"][1], what)
             ok = ok and parsed is not None
             retry = parsed or DEFAULT_RETRY
+        retention: Retention | None = None
+        if "retention" in fields:
+            if "reject" in fields:
+                self.warning(
+                    fields["retention"][0], f"{what}: retention has no effect on a reject rule"
+                )
+            retention = self._retention(fields["retention"][1], f"{what}: retention")
+            ok = ok and retention is not None
         if not ok:
             return None
-        return Rule(name, match, deliver, reject, retry, node.start_mark.line + 1)
+        return Rule(name, match, deliver, reject, retry, node.start_mark.line + 1, retention)
+
+    def _retention(self, node: yaml.Node, what: str) -> Retention | None:
+        fields = self.mapping(node, what, ("bodies", "receipts"))
+        if fields is None:
+            return None
+        values: dict[str, float] = {}
+        for key, (_, value) in fields.items():
+            parsed = self.duration(value, f"{what}.{key}")
+            if parsed is None:
+                return None
+            if parsed <= 0:
+                self.error(value, f"{what}.{key} must be above zero")
+                return None
+            values[key] = parsed
+        bodies, receipts = values.get("bodies"), values.get("receipts")
+        if bodies is not None and receipts is not None and receipts < bodies:
+            # Purging a message's record purges its bodies with it: a shorter receipts period
+            # would silently shorten the bodies one.
+            self.error(node, f"{what}: receipts must be kept at least as long as bodies")
+            return None
+        return Retention(bodies, receipts)
 
     def _deliver(
         self, node: yaml.Node, what: str, participants: dict[str, Participant]

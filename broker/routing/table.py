@@ -67,6 +67,29 @@ class RetryPolicy:
 DEFAULT_RETRY = RetryPolicy()
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long a finished message's stored data is kept (SPEC §6), in seconds; None: for
+    ever. ``bodies``: its stored envelopes (received and forwarded); ``receipts``: its
+    receipts and status. The audit chain is never purged."""
+
+    bodies: float | None = None
+    receipts: float | None = None
+
+    def over(self, default: Retention) -> Retention:
+        """This (a route's) retention, each period not given taken from ``default``."""
+        return Retention(
+            default.bodies if self.bodies is None else self.bodies,
+            default.receipts if self.receipts is None else self.receipts,
+        )
+
+    def describe(self) -> str:
+        def text(value: float | None) -> str:
+            return "for ever" if value is None else format_duration(value)
+
+        return f"bodies {text(self.bodies)}, receipts {text(self.receipts)}"
+
+
 def format_duration(seconds: float) -> str:
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
         if seconds >= size and seconds % size == 0:
@@ -99,6 +122,8 @@ class Rule:
     reject: str | None
     retry: RetryPolicy
     line: int = 0
+    retention: Retention | None = None
+    """Its own retention, if it gives one (each period it leaves out is the table's)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,8 @@ class RoutingTable:
     digest: str
     """Hex SHA-256 of the routing.yaml bytes this table was loaded from."""
     source: str = "routing.yaml"
+    retention: Retention = Retention()
+    """The table's retention (top level), which a rule's own overrides."""
 
     def first_mismatch(self, rule: Rule, facts: RouteFacts) -> str | None:
         """The first condition of ``rule`` that ``facts`` fail, or None if the rule matches."""

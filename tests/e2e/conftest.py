@@ -134,6 +134,7 @@ async def open_exchange(
     lease: float = 60.0,
     ports: dict[str, int] | None = None,
     intake: IntakeSettings | None = None,
+    purge_every: float = 86_400.0,
 ) -> AsyncIterator[Exchange]:
     """Start the three windows (on ``ports``, else free ones) and a gateway on ``routing`` (a
     template of ROUTING's form)."""
@@ -164,6 +165,8 @@ async def open_exchange(
         shutdown_timeout=5,
         admin_token=admin_token,
         intake=intake or IntakeSettings(),
+        purge_every=purge_every,
+        purge_first=min(60.0, purge_every),
     )
     server = GatewayServer(settings)
     await server.start()

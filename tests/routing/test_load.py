@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from broker.routing.load import parse_routing
+from broker.routing.table import Retention
 from tests.conftest import ROOT
 
 HEAD = """\
@@ -47,7 +48,7 @@ def test_repository_table_is_clean() -> None:
             colour: red
          """,
             "t.yaml:15:5: error: routes[0]: unknown key 'colour' (expected one of name, match, "
-            "deliver, reject, retry)",
+            "deliver, reject, retry, retention)",
         ),
         (
             """\
@@ -397,6 +398,52 @@ def test_table_level_errors(text: str, expected: str) -> None:
     """Top-level and YAML syntax problems are located too."""
     found = [str(p) for p in parse_routing(text.encode(), "t.yaml").problems]
     assert expected in found, found
+
+
+@pytest.mark.parametrize(
+    ("retention", "expected"),
+    [
+        ("{bodies: 30x}", "t.yaml:3:21: error: retention.bodies: bad duration '30x'"),
+        ("{bodies: 0s}", "t.yaml:3:21: error: retention.bodies must be above zero"),
+        ("{body: 30d}", "t.yaml:3:13: error: retention: unknown key 'body'"),
+        (
+            "{bodies: 30d, receipts: 1d}",
+            "t.yaml:3:12: error: retention: receipts must be kept at least as long as bodies",
+        ),
+    ],
+    ids=["bad duration", "zero", "unknown key", "receipts shorter"],
+)
+def test_retention_errors(retention: str, expected: str) -> None:
+    """The table's and a rule's `retention` periods are checked like any duration."""
+    text = HEAD.replace(
+        "gateway: {id: EEC-GW}\n", f"gateway: {{id: EEC-GW}}\nretention: {retention}\n"
+    )
+    found = [str(p) for p in parse_routing(text.encode(), "t.yaml").problems]
+    assert any(f.startswith(expected) for f in found), found
+
+
+def test_a_rule_overrides_the_tables_retention_period_by_period() -> None:
+    """A rule's own period wins; what it leaves out is the table's."""
+    head = HEAD.replace(
+        "gateway: {id: EEC-GW}\n",
+        "gateway: {id: EEC-GW}\nretention: {bodies: 30d, receipts: 3650d}\n",
+    )
+    routes = """\
+      - name: short
+        match: {to: "EAEU://RU/*"}
+        deliver: [RU-SW]
+        retention: {bodies: 1d}
+      - name: rest
+        deliver: addressee
+     """
+    text = head + textwrap.indent(textwrap.dedent(routes), "  ")
+    table = parse_routing(text.encode(), "t.yaml").table
+    assert table is not None
+    assert table.retention == Retention(30 * 86_400, 3650 * 86_400)
+    short, rest = table.rules
+    assert short.retention is not None
+    assert short.retention.over(table.retention) == Retention(86_400, 3650 * 86_400)
+    assert rest.retention is None
 
 
 def test_digest_is_the_sha256_of_the_file_bytes() -> None:

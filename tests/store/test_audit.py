@@ -4,6 +4,7 @@ tampering in the database detected and named (SPEC §10)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from broker import pki
 from broker.audit import AuditEvent, Auditor, entry_hash, verify_chain
 from broker.signing.trust import GatewayIdentity
 from broker.store import Store, open_store
+from broker.store.ledger import PurgeCutoffs
 from broker.store.postgres import drop_schema
 from tests.pki_support import Pki
 from tests.store.conftest import new_schema, pg_dsn_or_skip
@@ -180,3 +182,21 @@ async def test_two_nodes_appending_at_once_keep_one_chain(test_pki: Pki) -> None
         for node in nodes:
             await node.close()
         await drop_schema(dsn, name)
+
+
+async def test_purge_runs_in_audited_batches_and_the_chain_still_verifies(
+    audited: Audited, test_pki: Pki
+) -> None:
+    """Five finished messages purged two per transaction: three `purged` events, each naming
+    its messages, and the chain verifies across them."""
+    for n in range(5):
+        await audited.store.accept(_message(n), _jobs(n), _receipt(n))
+    for job in await audited.store.claim("w", 1e12, 60, 10):
+        assert await audited.store.finish(job, "w", "delivered", 1, None, None, None)
+    done = await audited.store.purge(PurgeCutoffs({}, {}, 1e12, None), batch=2)
+    assert (done.bodies, done.records) == (5, 0)
+    entries = await audited.store.audit_entries(1, 100)
+    purged = [json.loads(e.detail) for e in entries if e.event == "purged"]
+    assert [len(p["bodies"]) for p in purged] == [2, 2, 1]
+    assert sorted(t for p in purged for t in p["bodies"]) == [f"urn:uuid:t-{n}" for n in range(5)]
+    assert await _check(audited, test_pki) is None
