@@ -428,6 +428,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             min_rate=args.min_rate,
             keepalive_timeout=args.keepalive_timeout,
             handshake_timeout=args.handshake_timeout,
+            header_timeout=args.header_timeout,
+            max_connections=args.max_connections,
+            per_address=args.max_connections_per_address or 0,
         ),
         reuse_port=args.reuse_port,
         purge_every=args.purge_every,
@@ -965,6 +968,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a TLS handshake that takes longer is dropped "
         "(env BROKER_HANDSHAKE_TIMEOUT; default 10)",
+    )
+    from broker.http.listener import default_max_connections
+
+    serve.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=_env("BROKER_HEADER_TIMEOUT", "30"),
+        metavar="SECONDS",
+        help="a connection whose first request head is not complete this long after its TLS "
+        "handshake is closed (env BROKER_HEADER_TIMEOUT; default 30)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=_env("BROKER_MAX_CONNECTIONS", str(default_max_connections())),
+        metavar="N",
+        help="connections open at once, those in their TLS handshake included; beyond it a "
+        "connection is closed at accept (env BROKER_MAX_CONNECTIONS; default half the open-file "
+        f"limit, at most 4096: here {default_max_connections()})",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=positive_int,
+        default=os.environ.get("BROKER_MAX_CONNECTIONS_PER_ADDRESS"),
+        metavar="N",
+        help="of which from one source address (env BROKER_MAX_CONNECTIONS_PER_ADDRESS; "
+        "default a quarter of --max-connections)",
     )
     serve.add_argument(
         "--purge-every",

@@ -89,6 +89,18 @@ class Metrics:
         self.reload_failures = Counter(
             "broker_routing_reload_failures", "Refused routing reloads", registry=r
         )
+        self.connections_refused = Counter(
+            "broker_connections_refused",
+            "Connections closed at accept: over the cap, overall or from one address",
+            ["listener"],
+            registry=r,
+        )
+        self.connections_open = Gauge(
+            "broker_connections_open",
+            "Connections open, those in their TLS handshake included",
+            ["listener"],
+            registry=r,
+        )
         self.certificate_days = Gauge(
             "broker_certificate_expiry_days",
             "Days until a certificate in certs/ expires",

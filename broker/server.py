@@ -16,7 +16,9 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from broker.delivery.worker import DeliveryWorker, WorkerSettings
 from broker.errors import ConfigError
 from broker.http.admin import HOSTS, LOOPBACK, TOKEN, admin_app
 from broker.http.intake import IntakeSettings, intake_app
+from broker.http.listener import Listener, ListenerBounds
 from broker.intake import Gateway
 from broker.metrics import Metrics
 from broker.operator import EXPIRY_WARNING_DAYS, certificates
@@ -89,26 +92,31 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 class _Site(web.SockSite):
-    """aiohttp's SockSite with a TLS handshake timeout (asyncio's default is 60 s, and an
-    unauthenticated peer holding handshakes open costs a socket and memory each)."""
+    """aiohttp's SockSite accepting through our :class:`Listener`: connection caps, handshake
+    and header timeouts, accept errors rate-limited in the log."""
 
     def __init__(
-        self, runner: web.AppRunner, sock: socket.socket, ssl_context: object, handshake: float
+        self,
+        runner: web.AppRunner,
+        sock: socket.socket,
+        ssl_context: ssl.SSLContext | None,
+        bounds: ListenerBounds,
+        on_refused: Callable[[str], None],
     ) -> None:
-        super().__init__(runner, sock, ssl_context=ssl_context)  # type: ignore[arg-type]
-        self._handshake = handshake
+        super().__init__(runner, sock, ssl_context=ssl_context)
+        self._bounds = bounds
+        self._on_refused = on_refused
+        self.listener: Listener | None = None
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            server,
-            sock=self._sock,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            ssl_handshake_timeout=self._handshake if self._ssl_context else None,
+        self.listener = Listener(
+            self._sock, server, self._ssl_context, self._bounds, self._on_refused
         )
+        self.listener.start(self._backlog)
+        self._server = self.listener  # type: ignore[assignment]  # aiohttp only calls close()
 
 
 class GatewayServer:
@@ -282,7 +290,7 @@ class GatewayServer:
         self.tasks.start(self.gateway.store.audit([event]), "audit-reload")
 
     async def _start_site(
-        self, app: web.Application, name: str, address: str, ssl_context: object
+        self, app: web.Application, name: str, address: str, ssl_context: ssl.SSLContext | None
     ) -> int:
         intake = self.settings.intake
         runner = web.AppRunner(
@@ -310,8 +318,18 @@ class GatewayServer:
                 else exc.strerror
             )
             raise ConfigError(f"{name} listener {host}:{port}: cannot listen: {reason}") from exc
-        site = _Site(runner, sock, ssl_context, intake.handshake_timeout)
+        bounds = ListenerBounds(
+            intake.max_connections,
+            intake.per_address,
+            intake.handshake_timeout,
+            intake.header_timeout,
+        )
+        refused = self.gateway.metrics.connections_refused.labels(name)
+        site = _Site(runner, sock, ssl_context, bounds, lambda _: refused.inc())
         await site.start()
+        listener = site.listener
+        assert listener is not None
+        self.gateway.metrics.connections_open.labels(name).set_function(lambda: listener.open)
         self._runners.append(runner)
         return int(sock.getsockname()[1])
 

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +22,7 @@ from aiohttp import web
 from broker import clock
 from broker.errors import CertificateUntrusted, TooLarge, UnsupportedMediaType
 from broker.http.admission import Admission, Refusal, Ticket
+from broker.http.listener import default_max_connections
 from broker.intake import Gateway, TlsIdentity, receive
 from broker.signing.xmldsig import certificate_from_der
 from broker.store.base import StoreUnavailable
@@ -59,6 +60,12 @@ class IntakeSettings:
     """Seconds a TLS handshake may take."""
     keepalive_timeout: float = 75.0
     """Seconds a connection may stay idle — before its first request or between requests."""
+    header_timeout: float = 30.0
+    """Seconds from the TLS handshake to the end of the first request head."""
+    max_connections: int = field(default_factory=default_max_connections)
+    """Connections open at once (in their handshake included); beyond it they are closed."""
+    per_address: int = 0
+    """Connections open at once from one source address; 0: a quarter of max_connections."""
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

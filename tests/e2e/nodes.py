@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import resource
 import socket
 import ssl
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +42,11 @@ async def start_node(
     port: int | None = None,
     admin: int | None = None,
     lease: float = 2.0,
+    extra: Sequence[str] = (),
+    open_files: int | None = None,
 ) -> Node:
-    """Start `broker serve` and wait until /readyz says ready."""
+    """Start `broker serve` (with ``extra`` options, and at most ``open_files`` file
+    descriptors when given, as `ulimit -n` would) and wait until /readyz says ready."""
     port = port or free_port()
     admin = admin or free_port()
     with open(folder / f"{name}.log", "ab") as log:  # the child keeps its own copy
@@ -64,8 +69,10 @@ async def start_node(
             f"127.0.0.1:{admin}",
             "--lease",
             str(lease),
+            *extra,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
+            preexec_fn=None if open_files is None else functools.partial(_limit_files, open_files),
         )
     async with aiohttp.ClientSession() as session:
         for _ in range(300):
@@ -79,6 +86,10 @@ async def start_node(
                 break
             await asyncio.sleep(0.05)
     raise AssertionError(f"{name} did not become ready; see {folder / f'{name}.log'}")
+
+
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def participant_context(pki: Pki, participant: str) -> ssl.SSLContext:

@@ -9,6 +9,8 @@ import ssl
 import time
 from pathlib import Path
 
+import aiohttp
+
 from broker.http.intake import IntakeSettings
 from tests.e2e.conftest import Exchange, open_exchange
 from tests.pki_support import Pki, sign_as
@@ -127,3 +129,104 @@ async def test_idle_connection_and_stalled_handshake_are_closed(
                 await raw_reader.read()
         assert time.monotonic() - began < 4
         raw_writer.transport.abort()
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """True if the peer closes (or resets) the connection within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(4096):
+                pass
+    except TimeoutError:
+        return False
+    except (ConnectionError, ssl.SSLError):
+        pass
+    return True
+
+
+async def _post_from(exchange: Exchange, source: str, body: bytes) -> int:
+    """POST as KZ-SW from the loopback address ``source`` (127.0.0.x)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(
+            f"{exchange.base}/v1/messages",
+            data=body,
+            ssl=exchange.client_context("KZ-SW"),
+            headers={"Content-Type": "application/soap+xml"},
+        ) as response,
+    ):
+        return response.status
+
+
+async def test_header_dribble_is_closed_after_the_header_timeout(
+    test_pki: Pki, tmp_path: Path
+) -> None:
+    """A client that sends its request head a byte at a time is cut after the header timeout
+    (1 s here), long before the keep-alive timeout; KZ is served meanwhile."""
+    settings = IntakeSettings(header_timeout=1.0, keepalive_timeout=60.0)
+    async with open_exchange(test_pki, tmp_path, intake=settings) as exchange:
+        reader, writer = await _open(exchange, "BY-SW")
+        began = time.monotonic()
+
+        async def dribble() -> None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                for (
+                    byte
+                ) in b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nX-Slow: aaaaaaaaaaaaaaaa":
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+
+        task = asyncio.create_task(dribble())
+        status, _ = await exchange.post("KZ-SW", sign_as(test_pki, "KZ-SW"))
+        assert status == 202
+        assert await _closed_within(reader, 5)
+        assert 0.9 < time.monotonic() - began < 4
+        task.cancel()
+        writer.transport.abort()
+
+
+async def test_connections_beyond_the_cap_are_closed_at_once(test_pki: Pki, tmp_path: Path) -> None:
+    """With 4 connections open (the cap), a fifth is closed at accept, counted in the metrics;
+    once one closes, a sender is served again."""
+    settings = IntakeSettings(max_connections=4, per_address=4)
+    async with open_exchange(test_pki, tmp_path, intake=settings) as exchange:
+        held = [await _open(exchange, "BY-SW") for _ in range(4)]
+        raw_reader, raw_writer = await asyncio.open_connection(
+            "127.0.0.1", exchange.server.intake_port
+        )
+        assert await _closed_within(raw_reader, 2)
+        raw_writer.transport.abort()
+        _, metrics = await exchange.admin("GET", "/metrics")
+        assert b'broker_connections_refused_total{listener="intake"} 1.0' in metrics
+        assert b'broker_connections_open{listener="intake"} 4.0' in metrics
+        _, closing = held.pop()
+        closing.close()
+        for _ in range(50):
+            _, metrics = await exchange.admin("GET", "/metrics")
+            if b'broker_connections_open{listener="intake"} 3.0' in metrics:
+                break
+            await asyncio.sleep(0.05)
+        status, _ = await exchange.post("KZ-SW", sign_as(test_pki, "KZ-SW"))
+        assert status == 202
+        for _, writer in held:
+            writer.transport.abort()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await closing.wait_closed()
+
+
+async def test_one_address_cannot_take_every_connection(test_pki: Pki, tmp_path: Path) -> None:
+    """127.0.0.1 holds its 3 connections (the cap per address); its fourth is closed, while a
+    sender from 127.0.0.2 is served."""
+    settings = IntakeSettings(max_connections=100, per_address=3)
+    async with open_exchange(test_pki, tmp_path, intake=settings) as exchange:
+        held = [await _open(exchange, "BY-SW") for _ in range(3)]
+        raw_reader, raw_writer = await asyncio.open_connection(
+            "127.0.0.1", exchange.server.intake_port
+        )
+        assert await _closed_within(raw_reader, 2)
+        raw_writer.transport.abort()
+        assert await _post_from(exchange, "127.0.0.2", sign_as(test_pki, "KZ-SW")) == 202
+        for _, writer in held:
+            writer.transport.abort()
