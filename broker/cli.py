@@ -404,6 +404,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from broker import logs
+    from broker.delivery.breaker import BreakerPolicy
     from broker.delivery.worker import WorkerSettings
     from broker.http.intake import IntakeSettings
     from broker.server import ServeSettings, serve
@@ -417,7 +418,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         listen=args.listen,
         admin=args.admin,
         insecure_http=args.insecure_http,
-        worker=WorkerSettings(concurrency=args.deliveries, lease=args.lease),
+        worker=WorkerSettings(
+            concurrency=args.deliveries,
+            lease=args.lease,
+            breaker=BreakerPolicy(per_destination=args.per_destination),
+        ),
         audit=not args.no_audit,
         admin_token=args.admin_token,
         intake=IntakeSettings(
@@ -922,6 +927,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=_env("BROKER_DELIVERIES", "32"),
         help="deliveries in flight at once (env BROKER_DELIVERIES; default 32)",
+    )
+    serve.add_argument(
+        "--per-destination",
+        type=positive_int,
+        default=_env("BROKER_PER_DESTINATION", "8"),
+        metavar="N",
+        help="deliveries in flight to one destination at once, so that a slow or dead one "
+        "cannot hold every delivery slot (env BROKER_PER_DESTINATION; default 8)",
     )
     serve.add_argument(
         "--max-in-flight",

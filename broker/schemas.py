@@ -123,6 +123,10 @@ class Catalog:
             )
         return entry
 
+    def compiled(self, entry: CatalogEntry) -> etree.XMLSchema:
+        """The compiled schema of a catalog entry (for `broker bench`'s direct measure)."""
+        return self._by_name[(entry.namespace, entry.root)].schema
+
     def validate(self, document: Document) -> CatalogEntry:
         """Validate the body document against its schema: UNKNOWN_DOCUMENT or SCHEMA_INVALID."""
         entry = self.identify(document)

@@ -3,6 +3,15 @@ verify costs and honours --no-audit (which it once parsed and ignored)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
+
+from broker import benchmark, pki, xmlsafe
+from broker.envelope import parse_envelope
+from broker.schemas import Catalog
+from tests.conftest import ROOT
 from tests.test_cli_validate import broker
 
 
@@ -14,3 +23,26 @@ def test_small_bench_without_audit() -> None:
     assert "accepted      20 in" in result.stdout
     for form in ("BinarySecurityToken", "KeyIdentifier X509v3", "IssuerSerial (certs/known)"):
         assert f"verify + trust, {form}" in result.stdout
+    lines = result.stdout.splitlines()
+    ceiling = [line for line in lines if line.startswith("ceiling (necessary work) ")]
+    assert len(ceiling) == 1
+    assert re.fullmatch(r"ceiling \(necessary work\) \d+ msg/s", ceiling[0]), ceiling
+    assert any(re.match(r"delivered\s+\d+ msg/s, sustained", line) for line in lines)
+    assert any(re.match(r"store\s+[\d.]+ KiB per message", line) for line in lines)
+    assert any(line.startswith("ceiling (gateway stages) ") for line in lines)
+
+
+def test_the_necessary_work_refuses_a_tampered_message(tmp_path: Path) -> None:
+    """The direct measure checks what it does: a changed body fails its digest, so the ceiling
+    cannot come from skipped work."""
+    pki.create_demo_pki(tmp_path, {"KZ-SW": "KZ", "RU-SW": "RU"})
+    sender, _, (signed,) = benchmark._signed_messages(tmp_path, 1)
+    catalog = Catalog.load(ROOT / "xsd")
+    envelope = parse_envelope(xmlsafe.parse(signed))
+    schema = catalog.compiled(catalog.identify(envelope.document))
+    key = sender.certificate.public_key()
+    benchmark.necessary_work(signed, schema, key)()  # type: ignore[arg-type]
+    tampered = signed.replace(b"2026-11-20<", b"2026-11-21<", 1)
+    assert tampered != signed
+    with pytest.raises(RuntimeError, match="digest"):
+        benchmark.necessary_work(tampered, schema, key)  # type: ignore[arg-type]

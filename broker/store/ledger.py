@@ -44,6 +44,8 @@ from broker.store.connector import Connector, Row, Tx
 
 PURGE_BATCH = 500
 """Messages purged per transaction: small enough that intake never waits long behind one."""
+CLAIM_SCAN = 8
+"""A claim of ``limit`` jobs ranks at most ``limit * CLAIM_SCAN`` of the earliest due ones."""
 EVERYTHING = 2**62
 """A LIMIT no table reaches."""
 
@@ -195,6 +197,8 @@ class Ledger:
             "expires": now + lease,
             "rooms": json.dumps(dict(rooms or {})),
             "room_default": room_default,
+            # Enough earliest jobs that destinations near their cap cannot crowd out the rest.
+            "scan": limit * CLAIM_SCAN,
         }
 
         async def op(tx: Tx) -> list[Job]:

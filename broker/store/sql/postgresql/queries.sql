@@ -38,12 +38,21 @@ WHERE m.sender = :sender AND m.message_id = :message_id;
 WITH due AS (
     -- At most :room_default per destination, or what :rooms (JSON destination → free slots)
     -- allows: a saturated destination, or one behind an open breaker (room 0), gets no lease.
+    -- Only the :scan earliest due jobs of the destinations with room are ranked (the jobs_due
+    -- index gives them in order), so a claim costs the same whatever the backlog.
     SELECT id, next_attempt,
            ROW_NUMBER() OVER (PARTITION BY destination ORDER BY next_attempt, id) AS rank,
            COALESCE((CAST(:rooms AS JSONB) ->> destination)::INT, :room_default) AS room
-    FROM jobs
-    WHERE state = 'pending' AND next_attempt <= :now
-      AND (lease_expires IS NULL OR lease_expires < :now)
+    FROM (
+        SELECT id, destination, next_attempt FROM jobs
+        WHERE state = 'pending' AND next_attempt <= :now
+          AND (lease_expires IS NULL OR lease_expires < :now)
+          AND destination NOT IN (
+              SELECT key FROM jsonb_each_text(CAST(:rooms AS JSONB)) WHERE value::INT <= 0
+          )
+        ORDER BY next_attempt, id
+        LIMIT :scan
+    ) earliest
 ), picked AS (
     -- LIMIT and SKIP LOCKED in one SELECT: rows other workers hold are skipped and the scan
     -- goes on, so concurrent claims share the due jobs without waiting for each other.

@@ -42,17 +42,24 @@ WHERE m.sender = :sender AND m.message_id = :message_id;
 -- name: lease_due
 -- Due jobs, at most :room_default per destination, or what :rooms (a JSON object
 -- destination → free slots) allows for it: a destination that is saturated or behind an open
--- circuit breaker (room 0) gets no lease, so the others flow. The writer holds the database
--- (BEGIN IMMEDIATE), so no other process leases between the choice and the update.
+-- circuit breaker (room 0) gets no lease, so the others flow. Only the :scan earliest due jobs
+-- of the destinations with room are ranked (the jobs_due index gives them in order), so a
+-- claim costs the same whatever the backlog. The writer holds the database (BEGIN
+-- IMMEDIATE), so no other process leases between the choice and the update.
 UPDATE jobs SET lease_owner = :owner, lease_expires = :expires, updated_at = :now
 WHERE id IN (
     SELECT id FROM (
         SELECT id, next_attempt,
                ROW_NUMBER() OVER (PARTITION BY destination ORDER BY next_attempt, id) AS rank,
                COALESCE(json_extract(:rooms, '$."' || destination || '"'), :room_default) AS room
-        FROM jobs
-        WHERE state = 'pending' AND next_attempt <= :now
-          AND (lease_expires IS NULL OR lease_expires < :now)
+        FROM (
+            SELECT id, destination, next_attempt FROM jobs
+            WHERE state = 'pending' AND next_attempt <= :now
+              AND (lease_expires IS NULL OR lease_expires < :now)
+              AND destination NOT IN (SELECT key FROM json_each(:rooms) WHERE value <= 0)
+            ORDER BY next_attempt, id
+            LIMIT :scan
+        )
     )
     WHERE rank <= room
     ORDER BY next_attempt
