@@ -52,6 +52,8 @@ _UNAVAILABLE = (
     asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
+_LOST = (*_UNAVAILABLE, asyncpg.exceptions.InterfaceError)
+"""Also a connection asyncpg refuses to use any more (closed, or mid-operation)."""
 
 
 def _status_count(status: str) -> int:
@@ -91,15 +93,20 @@ class _Tx:
         await self.conn.execute("SELECT pg_notify($1, '')", CHANNEL)
 
 
-def _closed(exc: asyncpg.exceptions.InterfaceError) -> bool:
-    """asyncpg reports a connection lost under it as a plain InterfaceError."""
-    return any(
-        text in str(exc)
-        for text in ("connection is closed", "pool is closing", "connection was closed")
-    )
+class _LostBeforeCommit(Exception):
+    """The connection failed before COMMIT was sent: nothing was stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # asyncpg's words for a connection the server ended while it sat idle in the pool
+        # ("cannot switch to state 15; another operation (2) is in progress") read as if one
+        # connection were used twice; it was not (asyncpg issue 784).
+        return "the server ended the connection"
     if isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
         return f"the database does not exist ({exc})"
     if isinstance(exc, OSError | TimeoutError):
@@ -186,36 +193,67 @@ class PostgresConnector:
         self._tasks.start(again(), "pg-relisten")
 
     async def _run(self, op: Op[T], *, write: bool) -> T:
-        if self._pool is None:
-            raise StoreUnavailable("the store is closed")
-        # Once the transaction's statements are done, a lost connection leaves the COMMIT's
-        # outcome unknown: the server may have committed. Say so rather than "nothing stored".
-        committing = False
+        """Run ``op`` on a pooled connection, in a transaction when ``write``. A connection
+        lost before COMMIT was sent stored nothing, so the operation is tried once more on a
+        fresh connection (the pool's idle ones are replaced: the server may have ended them all);
+        lost during COMMIT, the outcome is unknown and it says so."""
         try:
-            async with self._pool.acquire() as conn:
+            return await self._once(op, write=write)
+        except _LostBeforeCommit:
+            # Where one connection was ended, the others likely were too (a restart, a
+            # failover): replace every idle one before the second try.
+            if self._pool is not None:
+                await self._pool.expire_connections()
+        try:
+            return await self._once(op, write=write)
+        except _LostBeforeCommit as lost:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {lost.reason}") from lost.__cause__
+
+    async def _once(self, op: Op[T], *, write: bool) -> T:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            conn = await pool.acquire()
+        except _LOST as exc:
+            raise _LostBeforeCommit(_reason(exc)) from exc
+        committed = False
+        try:
+            if not write:
+                result = await op(_Tx(conn))
+            else:
+                transaction = conn.transaction()
+                await transaction.start()
                 try:
-                    if not write:
-                        return await op(_Tx(conn))
-                    async with conn.transaction():
-                        result = await op(_Tx(conn))
-                        committing = True
-                    return result
-                except (*_UNAVAILABLE, asyncpg.exceptions.InterfaceError):
-                    # Half-finished on the wire: never give it back to the pool. (A connection
-                    # the server closed is already detached; there is nothing left to end.)
-                    with contextlib.suppress(asyncpg.exceptions.InterfaceError):
-                        conn.terminate()
+                    result = await op(_Tx(conn))
+                except BaseException:
+                    with contextlib.suppress(*_LOST):
+                        await transaction.rollback()
                     raise
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL unavailable: {exc}", outcome_unknown=committing
-            ) from exc
-        except asyncpg.exceptions.InterfaceError as exc:
-            if _closed(exc):
-                raise StoreUnavailable(
-                    f"PostgreSQL connection lost: {exc}", outcome_unknown=committing
-                ) from exc
+                try:
+                    await transaction.commit()
+                except _LOST as exc:
+                    raise StoreUnavailable(
+                        f"PostgreSQL connection lost during COMMIT: {_reason(exc)}",
+                        outcome_unknown=True,
+                    ) from exc
+            committed = True
+            return result
+        except _LOST as exc:
+            raise _LostBeforeCommit(_reason(exc)) from exc
+        except BaseException:
+            # Half-finished on the wire: never give it back to the pool. (One the server
+            # closed is already detached: there is nothing left to end.)
+            with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+                conn.terminate()
             raise
+        finally:
+            try:
+                await pool.release(conn)
+            except _LOST:
+                # Lost after the work was done (the reset on release): the result stands.
+                if not committed:
+                    raise
 
     async def write(self, op: Op[T]) -> T:
         return await self._run(op, write=True)

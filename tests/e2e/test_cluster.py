@@ -186,6 +186,11 @@ async def test_terminated_database_connections_lose_nothing(cluster: Cluster) ->
         stop.set()
         await _stop(node)
     assert accepted <= await _committed(cluster)
+    # A connection that failed mid-operation is never reused: no "another operation is in
+    # progress" (one connection used by two operations at once).
+    log = (cluster.folder / "node.log").read_text()
+    assert "cannot switch to state" not in log
+    assert "another operation is in progress" not in log
 
 
 async def test_losing_the_database_gives_503_and_recovery(cluster: Cluster) -> None:

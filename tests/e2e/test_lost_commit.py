@@ -30,6 +30,8 @@ class CommitCutter(TcpProxy):
         super().__init__(target)
         self.armed = False
         self.cuts = 0
+        self.dropping: set[asyncio.StreamWriter] = set()
+        """Client connections whose answers from the server are no longer passed on."""
 
     async def _up(
         self,
@@ -46,7 +48,9 @@ class CommitCutter(TcpProxy):
                 if self.armed and inserting and b"COMMIT" in data:
                     self.armed = False
                     self.cuts += 1
-                    await asyncio.sleep(0.2)  # the server commits; its answer never comes back
+                    # The server commits; its answer is dropped, and the connection cut.
+                    self.dropping.add(client)
+                    await asyncio.sleep(0.2)
                     client.transport.abort()
                     writer.transport.abort()
                     return
@@ -55,10 +59,22 @@ class CommitCutter(TcpProxy):
         except (ConnectionError, OSError):
             pass
 
+    async def _down(self, reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if client in self.dropping:
+                    continue
+                client.write(data)
+                await client.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            client.close()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self.pipes |= {writer, up_writer}
-        await asyncio.gather(self._up(reader, up_writer, writer), self._pipe(up_reader, writer))
+        await asyncio.gather(self._up(reader, up_writer, writer), self._down(up_reader, writer))
 
 
 @pytest.fixture

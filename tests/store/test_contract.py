@@ -293,3 +293,34 @@ async def test_purge_follows_the_route_over_the_default(store: Store) -> None:
     keep_route = PurgeCutoffs({"r": time.time() - 3600}, {}, time.time() + 1, None)
     assert (await store.purge(keep_route)).bodies == 0
     assert (await store.purge(PurgeCutoffs({"r": time.time() + 1}, {}, None, None))).bodies == 1
+
+
+@pytest.mark.postgres
+async def test_postgres_connections_ended_while_idle_are_replaced_not_reported() -> None:
+    """The server ends every pooled connection while they sit idle (a failover, an admin's
+    pg_terminate_backend): the next operations still succeed, on fresh connections, because
+    a connection lost before COMMIT stored nothing and the operation is simply tried again."""
+    import asyncpg
+
+    from broker.store import open_store
+    from broker.store.postgres import drop_schema
+    from tests.store.conftest import new_schema, pg_dsn_or_skip
+
+    dsn = pg_dsn_or_skip()
+    name, scoped = await new_schema(dsn)
+    store = open_store(f"{scoped}&application_name=idle-ended")
+    await store.open()
+    admin = await asyncpg.connect(dsn)
+    try:
+        await _accept(store, 1)
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'idle-ended'"
+        )
+        assert ended >= 1
+        await _accept(store, 2)
+        assert (await store.counts()).pending == 2
+    finally:
+        await admin.close()
+        await store.close()
+        await drop_schema(dsn, name)
