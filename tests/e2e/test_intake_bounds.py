@@ -144,6 +144,15 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
     return True
 
 
+async def _refused_at_accept(exchange: Exchange) -> bool:
+    """A new plain connection from 127.0.0.1 is closed at once (nothing is read from it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", exchange.server.intake_port)
+    try:
+        return await _closed_within(reader, 2)
+    finally:
+        writer.transport.abort()
+
+
 async def _post_from(exchange: Exchange, source: str, body: bytes) -> int:
     """POST as KZ-SW from the loopback address ``source`` (127.0.0.x)."""
     connector = aiohttp.TCPConnector(local_addr=(source, 0))
@@ -193,21 +202,16 @@ async def test_connections_beyond_the_cap_are_closed_at_once(test_pki: Pki, tmp_
     settings = IntakeSettings(max_connections=4, per_address=4)
     async with open_exchange(test_pki, tmp_path, intake=settings) as exchange:
         held = [await _open(exchange, "BY-SW") for _ in range(4)]
-        raw_reader, raw_writer = await asyncio.open_connection(
-            "127.0.0.1", exchange.server.intake_port
-        )
-        assert await _closed_within(raw_reader, 2)
-        raw_writer.transport.abort()
+        assert await _refused_at_accept(exchange)
         _, metrics = await exchange.admin("GET", "/metrics")
         assert b'broker_connections_refused_total{listener="intake"} 1.0' in metrics
         assert b'broker_connections_open{listener="intake"} 4.0' in metrics
         _, closing = held.pop()
         closing.close()
-        for _ in range(50):
-            _, metrics = await exchange.admin("GET", "/metrics")
-            if b'broker_connections_open{listener="intake"} 3.0' in metrics:
-                break
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(5):
+            while b'broker_connections_open{listener="intake"} 3.0' not in metrics:
+                await asyncio.sleep(0.05)
+                _, metrics = await exchange.admin("GET", "/metrics")
         status, _ = await exchange.post("KZ-SW", sign_as(test_pki, "KZ-SW"))
         assert status == 202
         for _, writer in held:
@@ -222,11 +226,7 @@ async def test_one_address_cannot_take_every_connection(test_pki: Pki, tmp_path:
     settings = IntakeSettings(max_connections=100, per_address=3)
     async with open_exchange(test_pki, tmp_path, intake=settings) as exchange:
         held = [await _open(exchange, "BY-SW") for _ in range(3)]
-        raw_reader, raw_writer = await asyncio.open_connection(
-            "127.0.0.1", exchange.server.intake_port
-        )
-        assert await _closed_within(raw_reader, 2)
-        raw_writer.transport.abort()
+        assert await _refused_at_accept(exchange)
         assert await _post_from(exchange, "127.0.0.2", sign_as(test_pki, "KZ-SW")) == 202
         for _, writer in held:
             writer.transport.abort()
