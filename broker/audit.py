@@ -22,11 +22,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
 from broker import clock
+from broker.signing import algorithms
 from broker.signing.trust import GatewayIdentity
 
 GENESIS = "0" * 64
@@ -84,12 +81,8 @@ class Auditor:
         self.identity = identity
 
     def _sign(self, digest_hex: str) -> str:
-        data = bytes.fromhex(digest_hex)
         key = self.identity.key
-        if isinstance(key, rsa.RSAPrivateKey):
-            signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
+        signature = algorithms.private_family(key).sign_plain(key, bytes.fromhex(digest_hex))
         return base64.b64encode(signature).decode("ascii")
 
     def entries(self, events: Sequence[AuditEvent], head: tuple[int, str] | None) -> list[Entry]:
@@ -144,18 +137,15 @@ class ChainCheck:
 
 
 def _verify_signature(identity_key: object, digest_hex: str, signature_b64: str) -> bool:
+    family = algorithms.family_of(identity_key)
+    if family is None:
+        return False
     try:
         signature = base64.b64decode(signature_b64, validate=True)
         data = bytes.fromhex(digest_hex)
-        if isinstance(identity_key, rsa.RSAPublicKey):
-            identity_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(identity_key, ec.EllipticCurvePublicKey):
-            identity_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        else:
-            return False
-    except (InvalidSignature, ValueError):
+    except ValueError:
         return False
-    return True
+    return family.verify_plain(identity_key, signature, data)  # type: ignore[arg-type]
 
 
 def verify_chain(

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from broker.signing import algorithms
 from broker.signing.xmldsig import PrivateKey
 
 KeyType = Literal["ec", "rsa"]
@@ -203,17 +204,20 @@ def write_identity(folder: Path, issued: Issued) -> None:
 
 
 def load_identity(folder: Path) -> Issued:
-    key = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{folder / 'key.pem'}: only RSA and EC keys are supported")
+    loaded = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), password=None)
+    try:
+        key = algorithms.supported_private(loaded)
+    except ValueError as exc:
+        raise ValueError(f"{folder / 'key.pem'}: {exc}") from None
     return Issued(key, x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()))
 
 
 def _load_ca(cert_path: Path, key_path: Path) -> Issued | None:
     """A CA created by an earlier run, if both its certificate and its key are still there."""
     if cert_path.exists() and key_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-        assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        key = algorithms.supported_private(
+            serialization.load_pem_private_key(key_path.read_bytes(), None)
+        )
         return Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
     return None
 

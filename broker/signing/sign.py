@@ -18,11 +18,10 @@ import base64
 import uuid
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
 from broker.envelope import INT, SOAP, WSSE, WSU, WSU_ID, Envelope, element_id
-from broker.signing import keyinfo, xmldsig
+from broker.signing import algorithms, keyinfo, xmldsig
 from broker.signing.trust import GatewayIdentity
 from broker.signing.verify import TIMESTAMP, Verified
 
@@ -128,7 +127,4 @@ def countersign(
 
 
 def load_private_key(data: bytes) -> xmldsig.PrivateKey:
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError("only RSA and EC private keys are supported")
-    return key
+    return algorithms.supported_private(serialization.load_pem_private_key(data, password=None))

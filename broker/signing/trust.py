@@ -26,13 +26,13 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 
 from broker.envelope import MEMBER_SEGMENTS
 from broker.errors import CertificateUntrusted, ConfigError
 from broker.routing.table import Participant
+from broker.signing import algorithms
 from broker.signing.keyinfo import KnownCertificates
 from broker.signing.xmldsig import PrivateKey
 
@@ -189,8 +189,8 @@ class TrustStore:
             for crl in self.crls:
                 if crl.issuer != issuer.subject:
                     continue
-                public_key = issuer.public_key()
-                if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+                public_key = algorithms.public_key_of(issuer)
+                if public_key is None:
                     continue
                 if not crl.is_signature_valid(public_key):
                     continue  # a CRL that its issuer did not sign says nothing
@@ -247,11 +247,13 @@ class GatewayIdentity:
     def load(cls, certs: Path) -> GatewayIdentity:
         folder = certs / "gateway"
         try:
-            key = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), None)
+            loaded = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), None)
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"{folder / 'key.pem'}: cannot load the gateway key: {exc}") from exc
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise ConfigError(f"{folder / 'key.pem'}: only RSA and EC keys are supported")
+        try:
+            key = algorithms.supported_private(loaded)
+        except ValueError as exc:
+            raise ConfigError(f"{folder / 'key.pem'}: {exc}") from exc
         certificate = _read_pems(folder / "cert.pem")[0]
         spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         if certificate.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):

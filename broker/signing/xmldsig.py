@@ -24,29 +24,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 from lxml import etree
 
 from broker.errors import SignatureInvalid
 from broker.signing import keyinfo
 from broker.signing.algorithms import (
     DIGEST_METHODS,
-    ECDSA_SHA256,
-    ECDSA_SHA384,
     ENVELOPED,
     EXC_C14N,
-    MIN_RSA_BITS,
-    RSA_SHA256,
-    SHA256_DIGEST,
+    SHA256,
     SIGNATURE_METHODS,
+    PrivateKey,
     SignatureAlgorithm,
     describe,
+    method_for,
+    sign_value,
+    verify_value,
 )
 from broker.signing.keyinfo import SignerKey
 
@@ -54,7 +47,7 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 EC_NS = EXC_C14N  # the InclusiveNamespaces element lives in the exc-c14n namespace
 _ID_ATTRIBUTES = etree.XPath("//@*[local-name()='Id' or local-name()='ID' or local-name()='id']")
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+__all__ = ["PrivateKey", "method_for"]  # re-exported: callers name them from here
 
 
 def _ds(name: str) -> str:
@@ -185,45 +178,6 @@ def _enveloped_c14n(
         parent.insert(index, signature)
 
 
-def _check_key(certificate: x509.Certificate, method: SignatureAlgorithm) -> None:
-    key = certificate.public_key()
-    if method.key == "rsa":
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise SignatureInvalid(f"{describe(method.uri)} needs an RSA key")
-        if key.key_size < MIN_RSA_BITS:
-            raise SignatureInvalid(
-                f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} are required"
-            )
-    elif not isinstance(key, ec.EllipticCurvePublicKey):
-        raise SignatureInvalid(f"{describe(method.uri)} needs an EC key")
-
-
-def _verify_value(
-    certificate: x509.Certificate, method: SignatureAlgorithm, value: bytes, data: bytes
-) -> None:
-    key = certificate.public_key()
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(value, data, padding.PKCS1v15(), method.hash())
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            size = (key.curve.key_size + 7) // 8
-            if len(value) != 2 * size:
-                raise SignatureInvalid("ECDSA SignatureValue has the wrong length")
-            r = int.from_bytes(value[:size], "big")
-            s = int.from_bytes(value[size:], "big")
-            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(method.hash()))
-        else:  # pragma: no cover - _check_key ran first
-            raise SignatureInvalid("unsupported key type")
-    except InvalidSignature as exc:
-        raise SignatureInvalid("SignatureValue does not verify with the certificate's key") from exc
-
-
-def _digest(algorithm: type[hashes.HashAlgorithm], data: bytes) -> bytes:
-    h = hashes.Hash(algorithm())
-    h.update(data)
-    return h.finalize()
-
-
 def verify(
     signature: etree._Element,
     ids: dict[str, etree._Element],
@@ -262,19 +216,18 @@ def verify(
     if method is None:
         raise SignatureInvalid(
             f"SignatureMethod {signature_method.get('Algorithm')!r} is not allowed "
-            "(rsa-sha256/384/512 or ecdsa-sha256/384/512)"
+            f"({', '.join(describe(uri) for uri in SIGNATURE_METHODS)})"
         )
     if _children(signature_method):
         raise SignatureInvalid("SignatureMethod must have no parameters (HMACOutputLength?)")
 
     signer = (resolve_key or _direct_x509)(key_info)
-    _check_key(signer.certificate, method)
 
     verified: list[VerifiedReference] = []
     for reference in references:
         verified.append(_verify_reference(reference, signature, ids, enveloped))
 
-    _verify_value(
+    verify_value(
         signer.certificate,
         method,
         keyinfo.base64_text(signature_value, "SignatureValue"),
@@ -320,7 +273,7 @@ def _verify_reference(
     if digest_algorithm is None:
         raise SignatureInvalid(
             f"Reference {uri!r}: DigestMethod {digest_method.get('Algorithm')!r} is not allowed "
-            "(sha256, sha384, sha512)"
+            f"({', '.join(d.name for d in DIGEST_METHODS.values())})"
         )
     if enveloped:
         if uri != "":
@@ -340,34 +293,18 @@ def _verify_reference(
             data = _enveloped_c14n(signature, element, prefixes)
         else:
             data = _c14n(element, prefixes)
-    digest = _digest(digest_algorithm, data)
+    digest = digest_algorithm.hash(data)
     if not hmac.compare_digest(digest, keyinfo.base64_text(digest_value, "DigestValue")):
         raise SignatureInvalid(
             f"digest of {uri or 'the document'} ({etree.QName(element).localname}, line "
             f"{element.sourceline}) does not match: the element changed after signing"
         )
     # Reusable by the countersignature only when it is plain exc-c14n of the element as it is.
-    reusable = digest_algorithm is hashes.SHA256 and not prefixes and not enveloped_transform
+    reusable = digest_algorithm is SHA256 and not prefixes and not enveloped_transform
     return VerifiedReference(uri, element, digest if reusable else None)
 
 
 # --- signing ---------------------------------------------------------------------------------
-
-
-def method_for(key: PrivateKey) -> str:
-    """The SignatureMethod URI the gateway and `broker sign` use for a key."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        return RSA_SHA256
-    return ECDSA_SHA384 if key.curve.key_size >= 384 else ECDSA_SHA256
-
-
-def _sign_value(key: PrivateKey, uri: str, data: bytes) -> bytes:
-    method = SIGNATURE_METHODS[uri]
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), method.hash())
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(method.hash())))
-    size = (key.curve.key_size + 7) // 8
-    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
 def sign(
@@ -395,6 +332,7 @@ def sign(
     signed_info = etree.SubElement(signature, _ds("SignedInfo"))
     etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
     method = method_for(key)
+    digest_method = SIGNATURE_METHODS[method].digest
     etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=method)
     for uri, element in references:
         reference = etree.SubElement(signed_info, _ds("Reference"), URI=uri)
@@ -402,8 +340,9 @@ def sign(
         if enveloped:
             etree.SubElement(transforms, _ds("Transform"), Algorithm=ENVELOPED)
         etree.SubElement(transforms, _ds("Transform"), Algorithm=EXC_C14N)
-        etree.SubElement(reference, _ds("DigestMethod"), Algorithm=SHA256_DIGEST)
-        digest = None if enveloped else known.get(id(element))
+        etree.SubElement(reference, _ds("DigestMethod"), Algorithm=digest_method.uri)
+        # A known digest is a SHA-256: usable only when that is the method's digest.
+        digest = None if enveloped or digest_method is not SHA256 else known.get(id(element))
         if digest is None:
             data = (
                 etree.tostring(
@@ -412,7 +351,7 @@ def sign(
                 if enveloped
                 else _c14n(element, ())
             )
-            digest = _digest(hashes.SHA256, data)
+            digest = digest_method.hash(data)
         etree.SubElement(reference, _ds("DigestValue")).text = base64.b64encode(digest).decode(
             "ascii"
         )
@@ -425,5 +364,5 @@ def sign(
     # Canonicalise SignedInfo where it will live: exc-c14n renders only visibly used
     # namespaces, so the result does not depend on the parent's declarations.
     parent.append(signature)
-    value.text = base64.b64encode(_sign_value(key, method, _c14n(signed_info, ()))).decode("ascii")
+    value.text = base64.b64encode(sign_value(key, method, _c14n(signed_info, ()))).decode("ascii")
     return signature
