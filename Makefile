@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo run test lint pytest clean
+.PHONY: venv demo run test lint pytest clean system-packages
 
 venv: $(STAMP)
 
@@ -29,6 +29,15 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint pytest
+
+# Optional system packages: xmlsec1 (the independent XML-DSig verifier) and the GOST backend.
+# Their tests skip without them on a laptop; CI (.ci/run) installs them and requires them.
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y xmlsec1 libengine-gost-openssl; \
+	else \
+		echo "install xmlsec1 and libengine-gost-openssl with your package manager (as root)"; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.signing import algorithms
-from broker.signing.xmldsig import PrivateKey
+from broker.signing.algorithms import StandardPrivateKey
 
 KeyType = Literal["ec", "rsa"]
 COUNTRY_NAMES = {
@@ -40,11 +40,11 @@ COUNTRY_NAMES = {
 
 @dataclass(frozen=True)
 class Issued:
-    key: PrivateKey
+    key: StandardPrivateKey
     certificate: x509.Certificate
 
 
-def new_key(kind: KeyType = "ec") -> PrivateKey:
+def new_key(kind: KeyType = "ec") -> StandardPrivateKey:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return ec.generate_private_key(ec.SECP256R1())
@@ -116,7 +116,7 @@ def make_leaf(
     now: dt.datetime | None = None,
     digital_signature: bool = True,
     not_before: dt.datetime | None = None,
-    key: PrivateKey | None = None,
+    key: StandardPrivateKey | None = None,
 ) -> Issued:
     """An end-entity certificate for signing and TLS (client and server) on loopback."""
     now = now or dt.datetime.now(dt.UTC)
@@ -176,7 +176,7 @@ def make_crl(
     return builder.sign(issuer.key, hashes.SHA256())
 
 
-def key_pem(key: PrivateKey) -> bytes:
+def key_pem(key: StandardPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -206,7 +206,7 @@ def write_identity(folder: Path, issued: Issued) -> None:
 def load_identity(folder: Path) -> Issued:
     loaded = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), password=None)
     try:
-        key = algorithms.supported_private(loaded)
+        key = algorithms.standard_private(loaded)
     except ValueError as exc:
         raise ValueError(f"{folder / 'key.pem'}: {exc}") from None
     return Issued(key, x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()))
@@ -215,7 +215,7 @@ def load_identity(folder: Path) -> Issued:
 def _load_ca(cert_path: Path, key_path: Path) -> Issued | None:
     """A CA created by an earlier run, if both its certificate and its key are still there."""
     if cert_path.exists() and key_path.exists():
-        key = algorithms.supported_private(
+        key = algorithms.standard_private(
             serialization.load_pem_private_key(key_path.read_bytes(), None)
         )
         return Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
@@ -23,14 +23,17 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from broker.errors import SignatureInvalid
+from broker.signing import gost
 
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 MIN_RSA_BITS = 2048
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-PRIVATE_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | gost.GostPublicKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | gost.GostPrivateKey
+PRIVATE_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, gost.GostPrivateKey)
+StandardPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+"""The keys ``cryptography`` itself can use (to issue certificates, for TLS)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,19 @@ class Digest:
     uri: str
     name: str
     hash: Callable[[bytes], bytes]
+    group: str = "sha2"
+    """Digests of one group go together: a GOST SignatureMethod takes Streebog digests of its
+    own size in every reference, an RSA/ECDSA one SHA-2 digests (SPEC §2)."""
+
+
+def _streebog(name: bytes) -> Callable[[bytes], bytes]:
+    def digest(data: bytes) -> bytes:
+        try:
+            return gost.digest(name, data)
+        except gost.GostUnavailable as exc:
+            raise SignatureInvalid(str(exc)) from exc
+
+    return digest
 
 
 def _hashing(algorithm: type[hashes.HashAlgorithm]) -> Callable[[bytes], bytes]:
@@ -52,6 +68,25 @@ def _hashing(algorithm: type[hashes.HashAlgorithm]) -> Callable[[bytes], bytes]:
 SHA256 = Digest("http://www.w3.org/2001/04/xmlenc#sha256", "sha256", _hashing(hashes.SHA256))
 SHA384 = Digest("http://www.w3.org/2001/04/xmldsig-more#sha384", "sha384", _hashing(hashes.SHA384))
 SHA512 = Digest("http://www.w3.org/2001/04/xmlenc#sha512", "sha512", _hashing(hashes.SHA512))
+STREEBOG256 = Digest(
+    "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34112012-256",
+    "streebog256",
+    _streebog(gost.STREEBOG_256),
+    "gost256",
+)
+STREEBOG512 = Digest(
+    "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34112012-512",
+    "streebog512",
+    _streebog(gost.STREEBOG_512),
+    "gost512",
+)
+# Kazakhstan's signer names Streebog-512 ("GOST 34.11-2015") in its own namespace.
+KZ_STREEBOG512 = Digest(
+    "urn:ietf:params:xml:ns:pkigovkz:xmlsec:algorithms:gostr34112015-512",
+    "streebog512 (pkigovkz)",
+    _streebog(gost.STREEBOG_512),
+    "gost512",
+)
 _CRYPTOGRAPHY_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
@@ -179,7 +214,56 @@ EC = KeyFamily(
     verify_plain=_ec_verify_plain,
     method_for=_ec_method,
 )
-FAMILIES: tuple[KeyFamily, ...] = (RSA, EC)
+
+
+def _gost_name(digest: Digest) -> bytes:
+    return gost.STREEBOG_512 if digest.group == "gost512" else gost.STREEBOG_256
+
+
+def _gost_verify(key: PublicKey, value: bytes, data: bytes, digest: Digest) -> None:
+    assert isinstance(key, gost.GostPublicKey)
+    if len(value) != 2 * key.bits // 8:
+        raise SignatureInvalid("GOST SignatureValue has the wrong length")
+    if not key.verify(value, data, _gost_name(digest)):
+        raise SignatureInvalid("SignatureValue does not verify with the certificate's key")
+
+
+def _gost_sign(key: PrivateKey, data: bytes, digest: Digest) -> bytes:
+    assert isinstance(key, gost.GostPrivateKey)
+    return key.sign(data, _gost_name(digest))
+
+
+def _gost_sign_plain(key: PrivateKey, data: bytes) -> bytes:
+    assert isinstance(key, gost.GostPrivateKey)
+    return key.sign(data, key.digest_name)
+
+
+def _gost_verify_plain(key: PublicKey, signature: bytes, data: bytes) -> bool:
+    assert isinstance(key, gost.GostPublicKey)
+    return key.verify(signature, data, key.digest_name)
+
+
+def _gost_method(key: PrivateKey) -> str:
+    assert isinstance(key, gost.GostPrivateKey)
+    return GOST_512_METHOD if key.bits > 256 else GOST_256_METHOD
+
+
+GOST_256_METHOD = "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-256"
+GOST_512_METHOD = "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-512"
+KZ_GOST_512_METHOD = (
+    "urn:ietf:params:xml:ns:pkigovkz:xmlsec:algorithms:gostr34102015-gostr34112015-512"
+)
+GOST = KeyFamily(
+    "GOST R 34.10-2012",
+    owns=lambda key: isinstance(key, gost.GostPublicKey | gost.GostPrivateKey),
+    problem=lambda key: None,
+    verify=_gost_verify,
+    sign=_gost_sign,
+    sign_plain=_gost_sign_plain,
+    verify_plain=_gost_verify_plain,
+    method_for=_gost_method,
+)
+FAMILIES: tuple[KeyFamily, ...] = (RSA, EC, GOST)
 
 
 @dataclass(frozen=True)
@@ -187,6 +271,8 @@ class SignatureAlgorithm:
     uri: str
     family: KeyFamily
     digest: Digest
+    key_bits: int | None = None
+    """The key size the method names (GOST 256 or 512), if it names one."""
 
 
 SIGNATURE_METHODS: dict[str, SignatureAlgorithm] = {
@@ -198,9 +284,15 @@ SIGNATURE_METHODS: dict[str, SignatureAlgorithm] = {
         SignatureAlgorithm("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256", EC, SHA256),
         SignatureAlgorithm("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384", EC, SHA384),
         SignatureAlgorithm("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512", EC, SHA512),
+        SignatureAlgorithm(GOST_256_METHOD, GOST, STREEBOG256, 256),
+        SignatureAlgorithm(GOST_512_METHOD, GOST, STREEBOG512, 512),
+        # Kazakhstan's "GOST 34.10-2015" is GOST R 34.10-2012-512 on a TC26-512 curve.
+        SignatureAlgorithm(KZ_GOST_512_METHOD, GOST, KZ_STREEBOG512, 512),
     )
 }
-DIGEST_METHODS: dict[str, Digest] = {d.uri: d for d in (SHA256, SHA384, SHA512)}
+DIGEST_METHODS: dict[str, Digest] = {
+    d.uri: d for d in (SHA256, SHA384, SHA512, STREEBOG256, STREEBOG512, KZ_STREEBOG512)
+}
 SHA256_DIGEST = SHA256.uri
 
 
@@ -229,13 +321,67 @@ def supported_private(key: object) -> PrivateKey:
     return key
 
 
+def standard_private(key: object) -> StandardPrivateKey:
+    """``key`` as an RSA or EC private key (what ``cryptography`` can issue certificates and
+    run TLS with); ValueError for any other."""
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("only RSA and EC keys are supported here")
+    return key
+
+
+def signed_by(
+    signed: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate
+) -> bool:
+    """Is the certificate's or CRL's signature made by ``issuer``'s key, whatever the
+    algorithms of either?"""
+    key = public_key_of(issuer)
+    if key is None:
+        return False
+    if isinstance(key, gost.GostPublicKey):
+        der = signed.public_bytes(serialization.Encoding.DER)
+        if isinstance(signed, x509.CertificateRevocationList):
+            return gost.crl_signed_by(der, key)
+        return gost.certificate_signed_by(der, key)
+    if isinstance(signed, x509.CertificateRevocationList):
+        return signed.is_signature_valid(key)
+    try:
+        signed.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def public_key_of(certificate: x509.Certificate) -> PublicKey | None:
-    """The certificate's public key if the table knows its kind, else None."""
+    """The certificate's public key if the table knows its kind, else None. ``cryptography``
+    reads RSA and EC keys; a GOST key (it cannot) comes from the GOST backend, if installed."""
     try:
         key = certificate.public_key()
-    except (UnsupportedAlgorithm, ValueError):
+    except UnsupportedAlgorithm:
+        if not gost.available():
+            return None
+        return gost.public_key(certificate.public_bytes(serialization.Encoding.DER))
+    except ValueError:
         return None
-    return key if family_of(key) is not None else None  # type: ignore[return-value]
+    return key if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else None
+
+
+def is_gost_certificate(certificate: x509.Certificate) -> bool:
+    """Does the certificate hold a GOST R 34.10-2012 key (by its algorithm OID)?"""
+    return certificate.public_key_algorithm_oid.dotted_string in GOST_KEY_OIDS
+
+
+GOST_KEY_OIDS = frozenset({"1.2.643.7.1.1.1.1", "1.2.643.7.1.1.1.2"})
+
+
+def load_private_pem(data: bytes) -> PrivateKey:
+    """A private key from PEM, of any family in the table; ValueError saying why not (for a
+    GOST key without the backend: what to install)."""
+    try:
+        return supported_private(serialization.load_pem_private_key(data, password=None))
+    except UnsupportedAlgorithm:
+        if not gost.available():
+            raise ValueError(gost.MISSING) from None
+        return gost.GostPrivateKey.from_pem(data)
 
 
 def verify_value(
@@ -243,9 +389,15 @@ def verify_value(
 ) -> None:
     """Check ``value`` (a SignatureValue) over ``data`` with the certificate's key, by
     ``method``; SignatureInvalid naming what is wrong (the key's kind, size, or the value)."""
+    if method.family is GOST and not gost.available():
+        raise SignatureInvalid(f"{describe(method.uri)}: {gost.MISSING}")
     key = public_key_of(certificate)
     if key is None or not method.family.owns(key):
-        raise SignatureInvalid(f"{describe(method.uri)} needs an {method.family.name} key")
+        raise SignatureInvalid(f"{describe(method.uri)} needs a {method.family.name} key")
+    if method.key_bits is not None and key.key_size != method.key_bits:
+        raise SignatureInvalid(
+            f"{describe(method.uri)} needs a {method.key_bits}-bit key, not {key.key_size}"
+        )
     problem = method.family.problem(key)
     if problem is not None:
         raise SignatureInvalid(problem)

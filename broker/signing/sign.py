@@ -127,4 +127,4 @@ def countersign(
 
 
 def load_private_key(data: bytes) -> xmldsig.PrivateKey:
-    return algorithms.supported_private(serialization.load_pem_private_key(data, password=None))
+    return algorithms.load_private_pem(data)

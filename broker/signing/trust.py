@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 from broker.envelope import MEMBER_SEGMENTS
 from broker.errors import CertificateUntrusted, ConfigError
 from broker.routing.table import Participant
-from broker.signing import algorithms
+from broker.signing import algorithms, gost
 from broker.signing.keyinfo import KnownCertificates
 from broker.signing.xmldsig import PrivateKey
 
@@ -94,6 +94,69 @@ def verified_chain(
     return builder.build_client_verifier().verify(leaf, list(intermediates)).chain
 
 
+class ChainError(Exception):
+    """Why plain_chain found no acceptable chain."""
+
+
+def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def plain_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    at: dt.datetime,
+) -> list[x509.Certificate]:
+    """The chain from ``leaf`` to one of ``anchors``, checked by hand for what cryptography's
+    verifier cannot take (GOST keys or signatures anywhere in it), under the same policy:
+    every certificate valid at ``at``; the end entity with digitalSignature and not a CA;
+    each issuer a CA (basicConstraints) allowed to sign certificates (keyCertSign, when
+    keyUsage is given); each certificate's signature verified with its issuer's key,
+    whatever the algorithms of either; at most MAX_CHAIN_DEPTH certificates."""
+    if not gost.available() and any(
+        algorithms.is_gost_certificate(c) for c in (leaf, *intermediates)
+    ):
+        raise ChainError(gost.MISSING)
+    usage = _extension(leaf, x509.KeyUsage)
+    if not isinstance(usage, x509.KeyUsage) or not usage.digital_signature:
+        raise ChainError("the end-entity certificate lacks the digitalSignature key usage")
+    constraints = _extension(leaf, x509.BasicConstraints)
+    if isinstance(constraints, x509.BasicConstraints) and constraints.ca:
+        raise ChainError("the end-entity certificate is a CA certificate")
+    anchored = {fingerprint(a) for a in anchors}
+    candidates = [*intermediates, *anchors]
+    chain = [leaf]
+    while fingerprint(chain[-1]) not in anchored:
+        current = chain[-1]
+        if len(chain) >= MAX_CHAIN_DEPTH:
+            raise ChainError(f"no trusted CA within {MAX_CHAIN_DEPTH} certificates")
+        issuers = [
+            c
+            for c in candidates
+            if c.subject == current.issuer and c not in chain and algorithms.signed_by(current, c)
+        ]
+        if not issuers:
+            raise ChainError(
+                f"no configured CA or given intermediate named {current.issuer.rfc4514_string()} "
+                f"signed {describe(current)}"
+            )
+        issuer = next((c for c in issuers if fingerprint(c) in anchored), issuers[0])
+        if not issuer.not_valid_before_utc <= at <= issuer.not_valid_after_utc:
+            raise ChainError(f"{describe(issuer)} is not valid at {at:%Y-%m-%dT%H:%M:%SZ}")
+        constraints = _extension(issuer, x509.BasicConstraints)
+        if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
+            raise ChainError(f"{describe(issuer)} is not a CA (basicConstraints)")
+        usage = _extension(issuer, x509.KeyUsage)
+        if isinstance(usage, x509.KeyUsage) and not usage.key_cert_sign:
+            raise ChainError(f"{describe(issuer)} may not sign certificates (keyCertSign)")
+        chain.append(issuer)
+    return chain
+
+
 def _read_pems(path: Path) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(path.read_bytes())
@@ -121,8 +184,11 @@ class TrustStore:
     )
 
     def __post_init__(self) -> None:
+        # cryptography's verifier takes the RSA/EC CAs; GOST ones are for plain_chain.
         self._stores = {
-            cc: verification.Store(list(certs)) for cc, certs in self.cas.items() if certs
+            cc: verification.Store(standard)
+            for cc, certs in self.cas.items()
+            if (standard := [c for c in certs if not algorithms.is_gost_certificate(c)])
         }
 
     @classmethod
@@ -162,8 +228,8 @@ class TrustStore:
         window = self._chains.get(key)
         if window is not None and window.start <= at <= window.end:
             return
-        store = self._stores.get(country)
-        if store is None:
+        cas = self.cas.get(country, ())
+        if not cas:
             raise CertificateUntrusted(
                 f"{describe(leaf)}: no CA is configured for {country} (certs/trust/{country}/)"
             )
@@ -173,26 +239,46 @@ class TrustStore:
                 f"{describe(leaf)} is not valid at {at:%Y-%m-%dT%H:%M:%SZ} (valid "
                 f"{leaf.not_valid_before_utc:%Y-%m-%d} to {leaf.not_valid_after_utc:%Y-%m-%d})"
             )
-        try:
-            chain = verified_chain(leaf, intermediates, store, at)
-        except verification.VerificationError as exc:
-            raise CertificateUntrusted(
-                f"{describe(leaf)} does not chain to a CA of {country}: {exc}"
-            ) from exc
+        chain = self._chain(leaf, intermediates, country, cas, at)
         self._check_revocation(chain)
         self._chains[key] = _Window(
             max(c.not_valid_before_utc for c in chain), min(c.not_valid_after_utc for c in chain)
         )
+
+    def _chain(
+        self,
+        leaf: x509.Certificate,
+        intermediates: tuple[x509.Certificate, ...],
+        country: str,
+        cas: tuple[x509.Certificate, ...],
+        at: dt.datetime,
+    ) -> list[x509.Certificate]:
+        """RSA/EC all the way: cryptography's verifier. A GOST certificate anywhere (the
+        leaf, an intermediate, or only among the country's CAs): plain_chain, same policy."""
+        store = self._stores.get(country)
+        if store is not None and not any(
+            algorithms.is_gost_certificate(c) for c in (leaf, *intermediates)
+        ):
+            try:
+                return verified_chain(leaf, intermediates, store, at)
+            except verification.VerificationError as exc:
+                if not any(algorithms.is_gost_certificate(c) for c in cas):
+                    raise CertificateUntrusted(
+                        f"{describe(leaf)} does not chain to a CA of {country}: {exc}"
+                    ) from exc
+        try:
+            return plain_chain(leaf, intermediates, cas, at)
+        except ChainError as exc:
+            raise CertificateUntrusted(
+                f"{describe(leaf)} does not chain to a CA of {country}: {exc}"
+            ) from exc
 
     def _check_revocation(self, chain: list[x509.Certificate]) -> None:
         for cert, issuer in itertools.pairwise(chain):
             for crl in self.crls:
                 if crl.issuer != issuer.subject:
                     continue
-                public_key = algorithms.public_key_of(issuer)
-                if public_key is None:
-                    continue
-                if not crl.is_signature_valid(public_key):
+                if not algorithms.signed_by(crl, issuer):
                     continue  # a CRL that its issuer did not sign says nothing
                 revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
                 if revoked is not None:
@@ -251,7 +337,7 @@ class GatewayIdentity:
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"{folder / 'key.pem'}: cannot load the gateway key: {exc}") from exc
         try:
-            key = algorithms.supported_private(loaded)
+            key = algorithms.standard_private(loaded)
         except ValueError as exc:
             raise ConfigError(f"{folder / 'key.pem'}: {exc}") from exc
         certificate = _read_pems(folder / "cert.pem")[0]

@@ -225,7 +225,7 @@ def verify(
 
     verified: list[VerifiedReference] = []
     for reference in references:
-        verified.append(_verify_reference(reference, signature, ids, enveloped))
+        verified.append(_verify_reference(reference, signature, ids, enveloped, method))
 
     verify_value(
         signer.certificate,
@@ -245,6 +245,7 @@ def _verify_reference(
     signature: etree._Element,
     ids: dict[str, etree._Element],
     enveloped: bool,
+    method: SignatureAlgorithm,
 ) -> VerifiedReference:
     if reference.tag != _ds("Reference"):
         raise SignatureInvalid(f"unexpected {reference.tag} in SignedInfo")
@@ -274,6 +275,12 @@ def _verify_reference(
         raise SignatureInvalid(
             f"Reference {uri!r}: DigestMethod {digest_method.get('Algorithm')!r} is not allowed "
             f"({', '.join(d.name for d in DIGEST_METHODS.values())})"
+        )
+    if digest_algorithm.group != method.digest.group:
+        raise SignatureInvalid(
+            f"Reference {uri!r}: DigestMethod {describe(digest_algorithm.uri)} does not go with "
+            f"SignatureMethod {describe(method.uri)} (a GOST method takes Streebog digests of "
+            "its own size, an RSA/ECDSA one SHA-2 digests)"
         )
     if enveloped:
         if uri != "":
