@@ -317,6 +317,15 @@ def _cmd_certs_demo(args: argparse.Namespace) -> int:
     out: Path = args.out or args.certs
     participants = {p.id: p.country for p in table.participants.values()}
     made = create_demo_pki(out, participants, gateway_key=args.gateway_key, force=args.force)
+    if args.gost:
+        from broker.gost_pki import create_gost_identities
+
+        unknown = set(args.gost) - set(participants.values())
+        if unknown:
+            raise UsageError(
+                f"--gost {', '.join(sorted(unknown))}: no participant of routing.yaml is there"
+            )
+        made += create_gost_identities(out, participants, set(args.gost), force=args.force)
     for line in made:
         print(f"created {out / line}")
     print(
@@ -731,6 +740,7 @@ def _cmd_certs_check(args: argparse.Namespace) -> int:
         )
     for line in lines:
         print(line)
+    print(operator.gost_status())
     print(
         f"{len(lines)} certificate(s); "
         + ("all valid for more than 30 days" if fine else "SOME NEED ATTENTION")
@@ -823,6 +833,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("ec", "rsa"),
         default="ec",
         help="gateway signing key: ECDSA P-256 (default) or RSA-2048",
+    )
+    demo_pki.add_argument(
+        "--gost",
+        action="append",
+        default=[],
+        metavar="CC",
+        help="also give country CC a GOST R 34.10-2012 CA and its participants GOST signing "
+        "identities (participants/<ID>/signing/; needs libengine-gost-openssl); repeatable",
     )
     demo_pki.add_argument("--force", action="store_true", help="replace existing keys")
     demo_pki.set_defaults(handler=_cmd_certs_demo)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import shutil
 import sys
 import time
@@ -26,9 +27,12 @@ from cryptography import x509
 from broker import pki
 from broker.delivery.worker import WorkerSettings
 from broker.errors import GatewayError
+from broker.gost_pki import create_gost_identities, signing_identity
 from broker.receipts import verify_receipt
 from broker.send import client_context, prepare
 from broker.server import GatewayServer, ServeSettings
+from broker.signing import gost
+from broker.signing.algorithms import describe
 from broker.simulator import SingleWindow
 
 PARTICIPANTS = {"KZ-SW": "KZ", "RU-SW": "RU", "BY-SW": "BY"}
@@ -159,9 +163,8 @@ async def _submit(
         data = scenario.edit(data)
     identity = certs / "participants" / scenario.sender
     if scenario.sign:
-        data = prepare(
-            data, (identity / "key.pem").read_bytes(), (identity / "cert.pem").read_bytes()
-        )
+        key, cert = signing_identity(identity)
+        data = prepare(data, key.read_bytes(), cert.read_bytes())
     if scenario.tamper:
         data = scenario.tamper(data)
     if scenario.resend is not None:
@@ -232,6 +235,9 @@ async def _report(server: GatewayServer, certs: Path, sent: list[Sent], out: Pat
             f"  {number:>2}  {scenario.label:<45} {scenario.sender[:2]:<6} {item.status:>4}  "
             f"{outcome}"
         )
+        method = _signature_method(item.body)
+        if method and "gost" in method:
+            print(f"      signed with GOST R 34.10-2012 ({describe(method)})")
         if checked.kind != "Accepted" or item.message_id is None:
             print(f"      receipt {checked.kind} ✓ verified")
             continue
@@ -285,9 +291,17 @@ async def _report_signals(
     return problems
 
 
+def _signature_method(body: bytes) -> str | None:
+    """The sender's SignatureMethod in a submitted envelope (for the summary)."""
+    match = re.search(rb'SignatureMethod Algorithm="([^"]+)"', body)
+    return match.group(1).decode() if match else None
+
+
 async def run_demo(out: Path, xsd: Path) -> int:
     certs = out / "certs"
     pki.create_demo_pki(certs, PARTICIPANTS)
+    if gost.available():  # Russia signs with GOST R 34.10-2012 (SPEC §2)
+        create_gost_identities(certs, PARTICIPANTS, {"RU"})
     store = out / "broker.sqlite3"
     for stale in (store, out / "broker.sqlite3-wal", out / "broker.sqlite3-shm"):
         stale.unlink(missing_ok=True)

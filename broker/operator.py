@@ -19,6 +19,7 @@ from broker import clock, retention
 from broker.audit import GENESIS, AuditEvent, Auditor, ChainCheck, Entry, verify_chain
 from broker.errors import ConfigError
 from broker.routing.table import RoutingTable
+from broker.signing import algorithms, gost
 from broker.signing.trust import GatewayIdentity, common_name, fingerprint
 from broker.store import Store, open_store
 from broker.store.base import JobState, MessageView
@@ -176,11 +177,13 @@ def certificates(certs: Path) -> Iterator[CertificateStatus]:
         ("tls/cert.pem", "gateway TLS"),
         ("known/*.pem", "known signing certificate"),
         ("participants/*/cert.pem", "participant (development)"),
+        ("participants/*/signing/cert.pem", "participant signing (development)"),
     ]
     for pattern, role in roles:
         for path in sorted(certs.glob(pattern)):
             for certificate in x509.load_pem_x509_certificates(path.read_bytes()):
-                yield CertificateStatus(path, role.format(path.parent.name), certificate)
+                owner = path.parent.parent.name if path.parent.name == "signing" else ""
+                yield CertificateStatus(path, role.format(owner or path.parent.name), certificate)
 
 
 def describe_certificates(certs: Path) -> tuple[list[str], bool]:
@@ -198,9 +201,16 @@ def describe_certificates(certs: Path) -> tuple[list[str], bool]:
             f"C={country}  issuer "
             f"{cert.issuer.rfc4514_string()}  {cert.not_valid_before_utc:%Y-%m-%d} → "
             f"{cert.not_valid_after_utc:%Y-%m-%d}  sha256 {fingerprint(cert)[:16]}…  "
-            f"{item.path}"
+            f"{item.path}" + ("  (GOST)" if algorithms.is_gost_certificate(cert) else "")
         )
     return lines, fine
+
+
+def gost_status() -> str:
+    """The GOST backend line of `broker certs check` and /readyz (SPEC v1.1 §2)."""
+    if gost.available():
+        return "GOST backend: available (GOST R 34.10-2012 signatures are verified)"
+    return f"GOST backend: not installed, GOST signatures are refused ({gost.MISSING})"
 
 
 def backup_sqlite(url: str, out: Path) -> int:

@@ -59,11 +59,21 @@ def _url(gateway: str, path: str) -> str:
 
 
 async def send(
-    data: bytes, *, gateway: str, key: Path, cert: Path, gateway_ca: Path, timeout: float = 60.0
+    data: bytes,
+    *,
+    gateway: str,
+    key: Path,
+    cert: Path,
+    gateway_ca: Path,
+    timeout: float = 60.0,
+    signing: tuple[Path, Path] | None = None,
 ) -> SendResult:
     """Sign ``data`` if unsigned and POST it; the signed bytes are returned with the answer, so
-    that a retry can resubmit exactly them (SPEC §7: an identical resubmission is safe)."""
-    signed = prepare(data, key.read_bytes(), cert.read_bytes())
+    that a retry can resubmit exactly them (SPEC §7: an identical resubmission is safe).
+    ``key``/``cert`` are the TLS identity; ``signing`` (key, cert), when given, signs instead
+    (a GOST signing identity beside an ECDSA TLS one)."""
+    sign_key, sign_cert = signing or (key, cert)
+    signed = prepare(data, sign_key.read_bytes(), sign_cert.read_bytes())
     url = _url(gateway, "/v1/messages")
     context = client_context(key, cert, gateway_ca) if url.startswith("https:") else None
     async with (

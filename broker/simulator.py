@@ -19,7 +19,6 @@ from typing import Any
 
 from aiohttp import web
 from cryptography import x509
-from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
@@ -27,9 +26,10 @@ from broker import clock, xmlsafe
 from broker.compose import signal_answering
 from broker.envelope import DS, SOAP, WSSE, Envelope, parse_envelope
 from broker.errors import GatewayError
+from broker.gost_pki import signing_identity
 from broker.send import send
 from broker.signing import keyinfo, xmldsig
-from broker.signing.trust import TrustStore, verified_chain
+from broker.signing.trust import ChainError, TrustStore, chain_to
 from broker.tasks import TaskGroup
 
 
@@ -147,6 +147,7 @@ class SingleWindow:
             gateway=self.gateway,
             key=folder / "key.pem",
             cert=folder / "cert.pem",
+            signing=signing_identity(folder),
             gateway_ca=self.certs / "gateway" / "ca.pem",
         )
         self.answers.append((result.status, result.body))
@@ -193,8 +194,8 @@ def _gateway_ca(certs: Path) -> tuple[x509.Certificate, ...]:
 
 def _chains(cert: x509.Certificate, cas: tuple[x509.Certificate, ...], now: dt.datetime) -> bool:
     try:
-        verified_chain(cert, (), verification.Store(list(cas)), now)
-    except verification.VerificationError:
+        chain_to(cert, (), cas, now)
+    except ChainError:
         return False
     return True
 

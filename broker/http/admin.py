@@ -23,6 +23,7 @@ from broker.http.intake import GATEWAY, _uuid
 from broker.http.openapi import DESCRIPTION
 from broker.intake import Gateway
 from broker.metrics import Metrics
+from broker.operator import gost_status
 from broker.store.base import JobState
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -40,7 +41,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     ready = bool(request.app[READY][0]) and await request.app[GATEWAY].store.ping()
-    return web.Response(text="ready\n" if ready else "not ready\n", status=200 if ready else 503)
+    # GOST is optional: its absence is said, and does not make the gateway unready.
+    text = ("ready\n" if ready else "not ready\n") + gost_status() + "\n"
+    return web.Response(text=text, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -298,7 +298,9 @@ SHA256_DIGEST = SHA256.uri
 
 def describe(uri: str) -> str:
     """A short readable name for an algorithm URI in error messages."""
-    return uri.rsplit("#", 1)[-1] if "#" in uri else uri
+    if "#" in uri:
+        return uri.rsplit("#", 1)[-1]
+    return uri.rsplit(":", 1)[-1] if uri.startswith("urn:") else uri
 
 
 def family_of(key: object) -> KeyFamily | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +108,10 @@ class _Lib:
 
 @functools.cache
 def backend() -> _Lib | None:
-    """The system libcrypto with the GOST engine loaded, or None when either is missing."""
+    """The system libcrypto with the GOST engine loaded, or None when either is missing (or
+    the operator turned GOST off with BROKER_NO_GOST=1)."""
+    if os.environ.get("BROKER_NO_GOST") == "1":
+        return None
     name = ctypes.util.find_library("crypto")
     if name is None:
         return None

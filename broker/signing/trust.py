@@ -157,6 +157,31 @@ def plain_chain(
     return chain
 
 
+def chain_to(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    cas: Sequence[x509.Certificate],
+    at: dt.datetime,
+    store: verification.Store | None = None,
+) -> list[x509.Certificate]:
+    """The chain from ``leaf`` to one of ``cas``, or ChainError. RSA/EC all the way goes
+    through cryptography's verifier (``store``: its Store of the RSA/EC ``cas``, if built
+    already); a GOST certificate anywhere — the leaf, an intermediate, or only among ``cas`` —
+    through plain_chain, under the same policy."""
+    if store is None:
+        standard = [c for c in cas if not algorithms.is_gost_certificate(c)]
+        store = verification.Store(standard) if standard else None
+    if store is not None and not any(
+        algorithms.is_gost_certificate(c) for c in (leaf, *intermediates)
+    ):
+        try:
+            return verified_chain(leaf, intermediates, store, at)
+        except verification.VerificationError as exc:
+            if not any(algorithms.is_gost_certificate(c) for c in cas):
+                raise ChainError(str(exc)) from exc
+    return plain_chain(leaf, intermediates, cas, at)
+
+
 def _read_pems(path: Path) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(path.read_bytes())
@@ -253,21 +278,8 @@ class TrustStore:
         cas: tuple[x509.Certificate, ...],
         at: dt.datetime,
     ) -> list[x509.Certificate]:
-        """RSA/EC all the way: cryptography's verifier. A GOST certificate anywhere (the
-        leaf, an intermediate, or only among the country's CAs): plain_chain, same policy."""
-        store = self._stores.get(country)
-        if store is not None and not any(
-            algorithms.is_gost_certificate(c) for c in (leaf, *intermediates)
-        ):
-            try:
-                return verified_chain(leaf, intermediates, store, at)
-            except verification.VerificationError as exc:
-                if not any(algorithms.is_gost_certificate(c) for c in cas):
-                    raise CertificateUntrusted(
-                        f"{describe(leaf)} does not chain to a CA of {country}: {exc}"
-                    ) from exc
         try:
-            return plain_chain(leaf, intermediates, cas, at)
+            return chain_to(leaf, intermediates, cas, at, self._stores.get(country))
         except ChainError as exc:
             raise CertificateUntrusted(
                 f"{describe(leaf)} does not chain to a CA of {country}: {exc}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from broker.signing import gost
 from tests.test_cli_validate import broker
 
 
@@ -14,6 +16,10 @@ def test_demo_runs_the_whole_exchange_and_leaves_verifiable_receipts(tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'demo OK {"problems": 0}' in result.stdout
     assert "processing result (KZ answers 503 twice)" in result.stdout
+    # Russia's processing result is GOST-signed (`broker certs demo --gost RU`), when the GOST
+    # backend is installed, as CI requires.
+    if gost.available() or os.environ.get("BROKER_REQUIRE_GOST"):
+        assert "signed with GOST R 34.10-2012 (gostr34102012-gostr34112012-256)" in result.stdout
     assert "→ KZ-SW  delivered after 3 attempt(s)" in result.stdout
     assert "goods declaration, resent identically         KZ      200" in result.stdout
     assert "SENDER_MISMATCH" in result.stdout
