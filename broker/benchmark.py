@@ -35,11 +35,12 @@ from lxml import etree
 from broker import clock, pki, xmlsafe
 from broker.compose import Addressing, compose_envelope
 from broker.envelope import DS, SOAP, WSSE, WSU, WSU_ID, parse_envelope
+from broker.gost_pki import create_gost_identities, signing_identity
 from broker.receipts import Receipt, build_receipt, sha256_b64
 from broker.routing.load import parse_routing
 from broker.routing.table import RoutingTable
 from broker.schemas import Catalog
-from broker.signing import keyinfo
+from broker.signing import algorithms, gost, keyinfo
 from broker.signing.keyinfo import KnownCertificates
 from broker.signing.sign import countersign, sign_envelope
 from broker.signing.trust import GatewayIdentity, TrustStore
@@ -96,12 +97,25 @@ def _time(fn: Callable[[], object], budget: float = 0.4) -> float:
     return sorted(samples)[2]
 
 
+@dataclass(frozen=True)
+class Sender:
+    """Who signs the bench's messages: KZ-SW's ECDSA identity, or with ``--gost`` its GOST
+    signing identity."""
+
+    key: algorithms.PrivateKey
+    certificate: x509.Certificate
+
+    @property
+    def gost(self) -> bool:
+        return isinstance(self.key, gost.GostPrivateKey)
+
+
 def measure_costs(
     catalog: Catalog,
     table: RoutingTable,
     trust: TrustStore,
     gateway: GatewayIdentity,
-    sender: pki.Issued,
+    sender: Sender,
     document: bytes,
 ) -> tuple[int, list[Cost], float]:
     """(message size, the gateway's stage costs, µs of the necessary work done directly) for
@@ -180,6 +194,22 @@ def measure_costs(
         ),
         Cost("raw: SHA-256 of the message", _time(lambda: sha256_b64(signed)), necessary=False),
     ]
+    if isinstance(sender.key, gost.GostPrivateKey):
+        gost_key = algorithms.public_key_of(sender.certificate)
+        assert isinstance(gost_key, gost.GostPublicKey)
+        gost_value = sender.key.sign(signed_info, gost.STREEBOG_256)
+        costs += [
+            Cost(
+                "raw: GOST R 34.10-2012-256 verify",
+                _time(lambda: gost_key.verify(gost_value, signed_info, gost.STREEBOG_256)),
+                necessary=False,
+            ),
+            Cost(
+                "raw: Streebog-256 of the message",
+                _time(lambda: gost.digest(gost.STREEBOG_256, signed)),
+                necessary=False,
+            ),
+        ]
     # The KeyInfo forms of SPEC §2 on the same signature (KeyInfo is outside SignedInfo): the
     # new forms must not make the common path, direct X509Data, slower.
     known_trust = dataclasses.replace(trust, known=KnownCertificates((sender.certificate,)))
@@ -196,6 +226,8 @@ def measure_costs(
             )
         )
     try:
+        if sender.gost:
+            raise ImportError("signxml has no GOST")
         from signxml.verifier import SignatureConfiguration, XMLVerifier
 
         cert_pem = pki.cert_pem(sender.certificate).decode()
@@ -212,12 +244,31 @@ def measure_costs(
     except ImportError:  # pragma: no cover - signxml is a dependency, but keep bench robust
         pass
     schema = catalog.compiled(catalog.identify(envelope.document))
-    direct = _time(necessary_work(signed, schema, sender.certificate.public_key()))  # type: ignore[arg-type]
+    direct = _time(necessary_work(signed, schema, direct_verify(sender.certificate)))
     return len(signed), costs, direct
 
 
+def direct_verify(certificate: x509.Certificate) -> Callable[[bytes, bytes], bool]:
+    """Check a SignatureValue over canonical SignedInfo with the library directly:
+    cryptography's ECDSA, or the GOST engine."""
+    key = algorithms.public_key_of(certificate)
+    if isinstance(key, gost.GostPublicKey):
+        return lambda value, data: key.verify(value, data, key.digest_name)
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+
+    def ecdsa(value: bytes, data: bytes) -> bool:
+        half = len(value) // 2
+        der = utils.encode_dss_signature(
+            int.from_bytes(value[:half], "big"), int.from_bytes(value[half:], "big")
+        )
+        key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+        return True
+
+    return ecdsa
+
+
 def necessary_work(
-    signed: bytes, schema: etree.XMLSchema, sender_key: ec.EllipticCurvePublicKey
+    signed: bytes, schema: etree.XMLSchema, verify: Callable[[bytes, bytes], bool]
 ) -> Callable[[], None]:
     """One message's necessary work done directly with lxml and cryptography, none of the
     gateway's own code: parse (no network, no entities), validate the body document, check
@@ -243,16 +294,20 @@ def necessary_work(
         by_id = {e.get(WSU_ID): e for e in root.iter() if e.get(WSU_ID) is not None}
         for reference in signed_info.iter(f"{{{DS}}}Reference"):
             target = by_id[(reference.get("URI") or "")[1:]]
-            digest = hashlib.sha256(etree.tostring(target, method="c14n", exclusive=True))
+            method = reference.find(f"{{{DS}}}DigestMethod")
+            uri = method.get("Algorithm") if method is not None else None
+            canonical = etree.tostring(target, method="c14n", exclusive=True)
+            digest = (
+                hashlib.sha256(canonical).digest()
+                if uri == algorithms.SHA256.uri
+                else gost.digest(gost.STREEBOG_256, canonical)
+            )
             expected = reference.findtext(f"{{{DS}}}DigestValue") or ""
-            if base64.b64encode(digest.digest()).decode() != expected:
+            if base64.b64encode(digest).decode() != expected:
                 raise RuntimeError(f"bench message: digest of {reference.get('URI')} differs")
         value = base64.b64decode(signature.findtext(f"{{{DS}}}SignatureValue") or "")
-        half = len(value) // 2
-        der = utils.encode_dss_signature(
-            int.from_bytes(value[:half], "big"), int.from_bytes(value[half:], "big")
-        )
-        sender_key.verify(der, etree.tostring(signed_info, method="c14n", exclusive=True), ecdsa)
+        if not verify(value, etree.tostring(signed_info, method="c14n", exclusive=True)):
+            raise RuntimeError("bench message: the signature does not verify")
         forwarded = etree.tostring(root)
         for text in (forwarded, forwarded[:1500], forwarded[-1500:]):
             gateway_key.sign(text, ecdsa)
@@ -535,9 +590,22 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _signed_messages(certs: Path, count: int) -> tuple[pki.Issued, bytes, list[bytes]]:
+def _signed_messages(
+    certs: Path, count: int, *, use_gost: bool = False
+) -> tuple[Sender, bytes, list[bytes]]:
     """(sender, conformity document, ``count`` signed ~10 KB messages with their own IDs)."""
-    sender = pki.load_identity(certs / "participants" / "KZ-SW")
+    key_path, cert_path = (
+        signing_identity(certs / "participants" / "KZ-SW")
+        if use_gost
+        else (
+            certs / "participants" / "KZ-SW" / "key.pem",
+            certs / "participants" / "KZ-SW" / "cert.pem",
+        )
+    )
+    sender = Sender(
+        algorithms.load_private_pem(key_path.read_bytes()),
+        x509.load_pem_x509_certificate(cert_path.read_bytes()),
+    )
     document = (
         Path(__file__).resolve().parent.parent / "tests" / "documents" / "conformity.xml"
     ).read_bytes()
@@ -623,11 +691,15 @@ def run_bench(
     xsd: Path,
     folder: Path,
     audit: bool = True,
+    use_gost: bool = False,
 ) -> BenchReport:
-    """Start the destination and gateway processes, drive the load, measure, stop them."""
+    """Start the destination and gateway processes, drive the load, measure, stop them.
+    ``use_gost``: KZ-SW signs with GOST R 34.10-2012 (its TLS identity stays ECDSA)."""
     certs = folder / "certs"
     pki.create_demo_pki(certs, {"KZ-SW": "KZ", "RU-SW": "RU"})
-    sender, document, bodies = _signed_messages(certs, messages)
+    if use_gost:
+        create_gost_identities(certs, {"KZ-SW": "KZ"}, {"KZ"})
+    sender, document, bodies = _signed_messages(certs, messages, use_gost=use_gost)
     # A PostgreSQL bench runs in a fresh schema of its own, dropped at the end.
     schema = None
     if store and store.startswith(("postgresql://", "postgres://")):

@@ -484,8 +484,20 @@ def _cmd_send(args: argparse.Namespace) -> int:
     else:
         data = args.file.read_bytes()
     try:
+        signing = None
+        if args.signing_key or args.signing_cert:
+            if not (args.signing_key and args.signing_cert):
+                raise UsageError("--signing-key and --signing-cert go together")
+            signing = (args.signing_key, args.signing_cert)
         result = asyncio.run(
-            send(data, gateway=args.gateway, key=args.key, cert=args.cert, gateway_ca=gateway_ca)
+            send(
+                data,
+                gateway=args.gateway,
+                key=args.key,
+                cert=args.cert,
+                gateway_ca=gateway_ca,
+                signing=signing,
+            )
         )
     except aiohttp.ClientError as exc:
         raise ConfigError(f"cannot reach the gateway at {args.gateway}: {plain(exc)}") from exc
@@ -595,6 +607,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             xsd=args.xsd,
             folder=Path(folder),
             audit=not args.no_audit,
+            use_gost=args.gost,
         )
     for line in report.lines():
         print(line)
@@ -840,7 +853,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="CC",
         help="also give country CC a GOST R 34.10-2012 CA and its participants GOST signing "
-        "identities (participants/<ID>/signing/; needs libengine-gost-openssl); repeatable",
+        "identities (participants/<ID>/signing/; needs libengine-gost-openssl); repeatable; "
+        "default none",
     )
     demo_pki.add_argument("--force", action="store_true", help="replace existing keys")
     demo_pki.set_defaults(handler=_cmd_certs_demo)
@@ -1076,6 +1090,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resubmit the saved signed envelope instead of signing FILE again",
     )
+    send.add_argument(
+        "--signing-key",
+        type=readable_file,
+        help="sign with this key instead of --key (a GOST signing identity beside an ECDSA "
+        "TLS one: participants/<ID>/signing/key.pem)",
+    )
+    send.add_argument("--signing-cert", type=readable_file, help="the certificate of --signing-key")
     send.add_argument("file", type=readable_file, metavar="FILE", help="the envelope to send")
     send.set_defaults(handler=_cmd_send)
 
@@ -1126,6 +1147,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-audit",
         action="store_true",
         help="run the gateway without its audit log (to measure its cost)",
+    )
+    bench.add_argument(
+        "--gost",
+        action="store_true",
+        help="the sender signs with GOST R 34.10-2012 (needs libengine-gost-openssl); the "
+        "costs of a GOST verify and of Streebog are printed beside ECDSA's",
     )
     bench.set_defaults(handler=_cmd_bench)
 

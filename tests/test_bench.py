@@ -12,6 +12,7 @@ from broker import benchmark, pki, xmlsafe
 from broker.envelope import parse_envelope
 from broker.schemas import Catalog
 from tests.conftest import ROOT
+from tests.gost_support import require_gost
 from tests.test_cli_validate import broker
 
 
@@ -40,9 +41,25 @@ def test_the_necessary_work_refuses_a_tampered_message(tmp_path: Path) -> None:
     catalog = Catalog.load(ROOT / "xsd")
     envelope = parse_envelope(xmlsafe.parse(signed))
     schema = catalog.compiled(catalog.identify(envelope.document))
-    key = sender.certificate.public_key()
-    benchmark.necessary_work(signed, schema, key)()  # type: ignore[arg-type]
+    key = benchmark.direct_verify(sender.certificate)
+    benchmark.necessary_work(signed, schema, key)()
     tampered = signed.replace(b"2026-11-20<", b"2026-11-21<", 1)
     assert tampered != signed
     with pytest.raises(RuntimeError, match="digest"):
-        benchmark.necessary_work(tampered, schema, key)  # type: ignore[arg-type]
+        benchmark.necessary_work(tampered, schema, key)
+
+
+def test_gost_bench_costs_gost_beside_ecdsa() -> None:
+    """`bench --gost`: GOST-signed traffic is all accepted; GOST verify and Streebog are
+    costed beside ECDSA verify and SHA-256."""
+    require_gost()
+    result = broker("bench", "--messages", "10", "--concurrency", "2", "--gost")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "accepted      10 in" in result.stdout
+    for line in (
+        "raw: GOST R 34.10-2012-256 verify",
+        "raw: Streebog-256 of the message",
+        "raw: ECDSA P-256 verify",
+        "raw: SHA-256 of the message",
+    ):
+        assert line in result.stdout

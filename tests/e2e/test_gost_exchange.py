@@ -82,3 +82,33 @@ async def test_readyz_says_whether_gost_is_available(gost_exchange: Exchange) ->
     status, body = await gost_exchange.admin("GET", "/readyz")
     assert status == 200
     assert b"GOST backend: available" in body
+
+
+async def test_broker_send_with_a_gost_signing_identity(
+    gost_exchange: Exchange, tmp_path: Path
+) -> None:
+    """`broker send --signing-key/--signing-cert`: TLS as RU-SW's ECDSA identity, the message
+    signed with its GOST one; accepted."""
+    import asyncio
+
+    from tests.test_cli_validate import broker
+
+    identity = gost_exchange.pki.folder / "participants" / "RU-SW"
+    message = tmp_path / "result.xml"
+    message.write_bytes(
+        (
+            Path(__file__).parent.parent / "data" / "valid-processing-result-ru-to-kz.xml"
+        ).read_bytes()
+    )
+    result = await asyncio.to_thread(
+        broker,
+        "send",
+        *("--key", str(identity / "key.pem"), "--cert", str(identity / "cert.pem")),
+        *("--signing-key", str(identity / "signing" / "key.pem")),
+        *("--signing-cert", str(identity / "signing" / "cert.pem")),
+        *("--gateway", gost_exchange.base, "--certs", str(gost_exchange.pki.folder)),
+        str(message),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("HTTP 202: Accepted")
+    assert GOST_256_METHOD.encode() in (tmp_path / "result.signed.xml").read_bytes()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shutil
 from collections.abc import Callable
 
 import pytest
+from cryptography import x509
 from lxml import etree
 
-from broker import xmlsafe
+from broker import pki, xmlsafe
 from broker.envelope import SOAP, WSSE, parse_envelope
 from broker.errors import (
     CertificateUntrusted,
@@ -19,9 +22,11 @@ from broker.errors import (
     SignatureInvalid,
     SignatureMissing,
 )
+from broker.gost_pki import create_gost_identities, signing_identity
 from broker.schemas import Catalog
-from broker.signing import xmldsig
+from broker.signing import algorithms, xmldsig
 from tests.conftest import DATA
+from tests.gost_support import require_gost
 from tests.pki_support import Pki, sign_as, verify_bytes
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -160,10 +165,12 @@ def _algorithm(uri: str) -> Attack:
 
 
 def _digest_algorithm(p: Pki) -> bytes:
-    return _edit(
+    """The first reference's DigestMethod, whatever it was (SHA-256 or Streebog), made SHA-1."""
+    return re.sub(
+        rb'(DigestMethod Algorithm=")[^"]+"',
+        rb'\1http://www.w3.org/2000/09/xmldsig#sha1"',
         sign_as(p, "KZ-SW"),
-        "http://www.w3.org/2001/04/xmlenc#sha256",
-        "http://www.w3.org/2000/09/xmldsig#sha1",
+        count=1,
     )
 
 
@@ -422,3 +429,37 @@ def test_pinned_participant_accepts_only_its_pinned_certificate(
         at=clock.now(),
     )
     assert verified.sender.id == "KZ-SW"
+
+
+@pytest.fixture(scope="module")
+def gost_kz(test_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """The test PKI with KZ-SW signing with GOST R 34.10-2012 (a GOST CA beside KZ's ECDSA
+    one), as `broker certs demo --gost KZ` makes it."""
+    require_gost()
+    folder = tmp_path_factory.mktemp("gost-kz") / "certs"
+    shutil.copytree(test_pki.folder, folder)
+    create_gost_identities(folder, {"KZ-SW": "KZ"}, {"KZ"})
+    key_path, cert_path = signing_identity(folder / "participants" / "KZ-SW")
+    signer = pki.Issued(
+        algorithms.load_private_pem(key_path.read_bytes()),  # type: ignore[arg-type]
+        x509.load_pem_x509_certificate(cert_path.read_bytes()),
+    )
+    return dataclasses.replace(
+        test_pki, folder=folder, identities={**test_pki.identities, "KZ-SW": signer}
+    )
+
+
+def test_a_gost_signed_message_verifies(gost_kz: Pki, catalog: Catalog) -> None:
+    verified = verify_bytes(gost_kz, catalog, sign_as(gost_kz, "KZ-SW"))
+    assert verified.sender.id == "KZ-SW"
+    assert verified.signature.method.family is algorithms.GOST
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_each_attack_is_refused_on_a_gost_signed_message_too(
+    name: str, gost_kz: Pki, catalog: Catalog
+) -> None:
+    """The whole corpus again, KZ-SW's signature being GOST: same code, same reason."""
+    attack, error, reason = ATTACKS[name]
+    with pytest.raises(error, match=reason):
+        verify_bytes(gost_kz, catalog, attack(gost_kz))
