@@ -589,6 +589,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(args.out, args.xsd))
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from broker import simulate
+
+    table = _routing_table(args.routing)
+    if table is None:
+        raise UsageError(f"{args.routing}: the routing table has errors (see above)")
+    return asyncio.run(
+        simulate.run(
+            args.participants,
+            table=table,
+            routing=args.routing,
+            certs=args.certs,
+            overlay_path=args.routing_overlay,
+            gateway=args.gateway,
+            answer=args.answer,
+            status_every=args.status_every,
+        )
+    )
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -1128,6 +1150,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the PKI, store, receipts and forwarded messages (default demo-out)",
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    simulate = commands.add_parser(
+        "simulate",
+        parents=[common],
+        help="run simulated single windows (TLS inboxes with the participants' development "
+        "certificates) for a local exchange with `broker serve`",
+    )
+    simulate.add_argument(
+        "participants", nargs="+", metavar="PARTICIPANT", help="participant ids of --routing"
+    )
+    simulate.add_argument(
+        "--routing-overlay",
+        type=Path,
+        metavar="FILE",
+        help="write a copy of --routing whose endpoints and receipts URLs point at these "
+        "inboxes (serve it with `broker serve --routing FILE`)",
+    )
+    simulate.add_argument(
+        "--gateway",
+        default=_env("BROKER_GATEWAY", "https://127.0.0.1:8443"),
+        help="gateway intake URL the answers of --answer go to (env BROKER_GATEWAY; default "
+        "https://127.0.0.1:8443)",
+    )
+    simulate.add_argument(
+        "--answer",
+        action="store_true",
+        help="answer each verified message with a signed P.MSG.PRS signal through the gateway",
+    )
+    simulate.add_argument(
+        "--status-every",
+        type=positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="print a status line per participant this often (default 10)",
+    )
+    simulate.set_defaults(handler=_cmd_simulate)
 
     bench = commands.add_parser(
         "bench",

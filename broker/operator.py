@@ -210,7 +210,10 @@ def gost_status() -> str:
     """The GOST backend line of `broker certs check` and /readyz (SPEC v1.1 §2)."""
     if gost.available():
         return "GOST backend: available (GOST R 34.10-2012 signatures are verified)"
-    return f"GOST backend: not installed, GOST signatures are refused ({gost.MISSING})"
+    return (
+        "GOST backend: not installed, GOST signatures are refused "
+        "(apt-get install libengine-gost-openssl)"
+    )
 
 
 def backup_sqlite(url: str, out: Path) -> int:

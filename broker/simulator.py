@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,22 @@ class Received:
     problem: str | None
     at: float = field(default_factory=time.time)
     """When it arrived (epoch seconds)."""
+    message_id: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.sender_verified and self.gateway_verified
+
+    @property
+    def reason(self) -> str:
+        """Why it is not verified (for a refusal), or "verified"."""
+        if self.verified:
+            return "verified"
+        if self.problem:
+            return self.problem
+        if not self.sender_verified:
+            return "the sender's certificate chains to no CA of certs/trust/"
+        return "the countersignature is not by a certificate of certs/gateway/ca.pem"
 
 
 @dataclass
@@ -66,6 +83,16 @@ class SingleWindow:
     """The gateway's intake URL, where answers go."""
     answers: list[tuple[int, bytes]] = field(default_factory=list)
     """(HTTP status, receipt) of each answer sent."""
+    strict: bool = False
+    """Refuse (400, with the reason) a delivery whose signatures do not both verify or that
+    lacks the gateway's int:Integration, as a real inbox must (`broker simulate`); the tests'
+    windows accept everything and record what they found."""
+    answer_all: bool = False
+    """Answer every verified message (not signals) with P.MSG.PRS (`simulate --answer`)."""
+    on_received: Callable[[str, Received], None] | None = None
+    """Told of each delivery: (MessageID or "-", what was found)."""
+    on_receipt: Callable[[bytes], None] | None = None
+    """Told of each pushed receipt."""
     _runner: web.AppRunner | None = None
     _tasks: TaskGroup = field(default_factory=TaskGroup)
 
@@ -100,11 +127,24 @@ class SingleWindow:
                     parse=xmldsig.certificate_from_der,
                 )
 
+            envelope = parse_envelope(root, forwarded=True)
+            message_id = envelope.message_id.value
+            if envelope.integration is None:
+                return Received(
+                    body, False, False, "no int:Integration: not forwarded by the gateway",
+                    message_id=message_id,
+                )  # fmt: skip
+            if len(signatures) != 2:
+                return Received(
+                    body, False, False,
+                    f"{len(signatures)} signature(s); a forwarded message has the sender's and "
+                    "the gateway's", message_id=message_id,
+                )  # fmt: skip
             sender = xmldsig.verify(signatures[0], ids, resolve_key=sender_key)
             gateway = xmldsig.verify(signatures[1], ids)
             sender_ok = any(_chains(sender.certificate, cas, now) for cas in trust.cas.values())
             gateway_ok = _chains(gateway.certificate, _gateway_ca(self.certs), now)
-            return Received(body, sender_ok, gateway_ok, None)
+            return Received(body, sender_ok, gateway_ok, None, message_id=message_id)
         except (GatewayError, IndexError) as exc:
             return Received(body, False, False, str(exc))
 
@@ -117,9 +157,14 @@ class SingleWindow:
             return web.Response(status=status, text=f"simulated {status}\n", headers=headers)
         received = self._check(body)
         self.inbox.append(received)
-        if self.answer_for and received.sender_verified and received.gateway_verified:
+        if self.on_received is not None:
+            self.on_received(received.message_id or "-", received)
+        if self.strict and not received.verified:
+            return web.Response(status=400, text=f"refused: {received.reason}\n")
+        if (self.answer_for or self.answer_all) and received.verified:
             envelope = parse_envelope(xmlsafe.parse(body), forwarded=True)
-            if envelope.message_id.value in self.answer_for and envelope.document.signal is None:
+            wanted = self.answer_all or envelope.message_id.value in self.answer_for
+            if wanted and envelope.document.signal is None:
                 self._tasks.start(self._answer(envelope), f"answer-{envelope.message_id.value}")
         return web.Response(status=200, text="received\n")
 
@@ -154,6 +199,8 @@ class SingleWindow:
 
     async def _receipt(self, request: web.Request) -> web.Response:
         self.receipts.append(await request.read())
+        if self.on_receipt is not None:
+            self.on_receipt(self.receipts[-1])
         return web.Response(status=204)
 
     async def start(self) -> None:

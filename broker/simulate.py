@@ -1,0 +1,152 @@
+"""`broker simulate PARTICIPANT…`: simulated single windows as a process of their own.
+
+With `broker serve` on a routing.yaml whose endpoints point at them (`--routing-overlay`
+writes one), two terminals make a complete local exchange. Each window is a TLS inbox with the
+participant's development server certificate (`<certs>/participants/<ID>/`), that demands the
+gateway's client certificate and answers like a real inbox:
+- it verifies both signatures of every delivery (the sender's against the trusted CAs, the
+  gateway's against `certs/gateway/ca.pem`) and answers 200, or 400 with the reason;
+- it keeps the pushed receipts;
+- with `--answer`, it answers each verified message with a signed P.MSG.PRS signal back through
+  the gateway.
+
+The output is one line per event, for people and scripts alike:
+
+    listening KZ-SW https://127.0.0.1:40121/eaeu/inbox
+    received RU-SW urn:uuid:… verified
+    refused RU-SW urn:uuid:… the countersignature is not by …
+    receipt KZ-SW Delivered
+    status KZ-SW received 3 verified 3 refused 0 receipts 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from broker.errors import ConfigError, UsageError
+from broker.routing.table import RoutingTable
+from broker.simulator import Received, SingleWindow
+
+
+def overlay(text: str, urls: dict[str, tuple[str, str]]) -> str:
+    """``text`` (a routing.yaml) with the ``endpoint`` and ``receipts`` of each participant in
+    ``urls`` (id → (endpoint, receipts)) replaced, or added, and nothing else changed:
+    comments, order and layout stay."""
+    root = yaml.compose(text)
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError("the routing table is not a mapping")
+    participants = next(
+        (v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "participants"),
+        None,
+    )
+    if not isinstance(participants, yaml.MappingNode):
+        raise ConfigError("the routing table has no participants mapping")
+    edits: list[tuple[int, int, str]] = []
+    for key, node in participants.value:
+        if key.value not in urls or not isinstance(node, yaml.MappingNode):
+            continue
+        endpoint, receipts = urls[key.value]
+        fields = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+        if "endpoint" not in fields:
+            raise ConfigError(f"participant {key.value} has no endpoint")
+        end_key, end_value = fields["endpoint"]
+        edits.append((end_value.start_mark.index, end_value.end_mark.index, f'"{endpoint}"'))
+        if "receipts" in fields:
+            value = fields["receipts"][1]
+            edits.append((value.start_mark.index, value.end_mark.index, f'"{receipts}"'))
+        elif node.flow_style:
+            at = end_value.end_mark.index
+            edits.append((at, at, f', receipts: "{receipts}"'))
+        else:
+            at = end_value.end_mark.index
+            indent = " " * end_key.start_mark.column
+            edits.append((at, at, f'\n{indent}receipts: "{receipts}"'))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _report_delivery(participant: str) -> Callable[[str, Received], None]:
+    def received(message_id: str, found: Received) -> None:
+        verdict = "verified" if found.verified else found.reason
+        _say(f"{'received' if found.verified else 'refused'} {participant} {message_id} {verdict}")
+
+    return received
+
+
+def _report_receipt(participant: str) -> Callable[[bytes], None]:
+    def receipt(body: bytes) -> None:
+        kind = re.search(rb"<rcpt:Kind>(\w+)</rcpt:Kind>", body)
+        _say(f"receipt {participant} {kind.group(1).decode() if kind else '?'}")
+
+    return receipt
+
+
+async def run(
+    participants: Sequence[str],
+    *,
+    table: RoutingTable,
+    routing: Path,
+    certs: Path,
+    overlay_path: Path | None,
+    gateway: str | None,
+    answer: bool,
+    status_every: float,
+) -> int:
+    unknown = [p for p in participants if p not in table.participants]
+    if unknown:
+        raise UsageError(f"{', '.join(unknown)}: not a participant of {routing}")
+    for pid in participants:
+        folder = certs / "participants" / pid
+        if not (folder / "key.pem").is_file():
+            raise ConfigError(
+                f"{folder}: no development identity (run `broker certs demo --certs {certs}`)"
+            )
+    if answer and not gateway:
+        raise UsageError("--answer needs --gateway, the gateway's intake URL")
+    windows = [
+        SingleWindow(pid, certs, strict=True, answer_all=answer, gateway=gateway)
+        for pid in participants
+    ]
+    for window in windows:
+        window.on_received = _report_delivery(window.participant)
+        window.on_receipt = _report_receipt(window.participant)
+        await window.start()
+    if overlay_path is not None:
+        urls = {w.participant: (w.endpoint, w.receipts_url) for w in windows}
+        overlay_path.write_text(overlay(routing.read_text(encoding="utf-8"), urls), "utf-8")
+        _say(f"overlay {overlay_path}")
+    for window in windows:
+        _say(f"listening {window.participant} {window.endpoint}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), status_every)
+            for window in windows:
+                verified = sum(r.verified for r in window.inbox)
+                _say(
+                    f"status {window.participant} received {len(window.inbox)} verified "
+                    f"{verified} refused {len(window.inbox) - verified} receipts "
+                    f"{len(window.receipts)}"
+                )
+    finally:
+        for window in windows:
+            await window.stop()
+    sys.stdout.flush()
+    return 0
