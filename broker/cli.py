@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from broker.errors import ConfigError, GatewayError, UsageError, plain
 
@@ -368,6 +368,22 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify_report(path: Path, data: bytes, trusted: list[Any], trust_path: Path) -> int:
+    """`broker verify report.xml`: a conformance report's signature and what it says."""
+    from broker.conformance.report import verify_report
+
+    try:
+        checked = verify_report(data, trusted)
+    except GatewayError as exc:
+        print(f"{path}: NOT VALID: {exc} (trusted: {trust_path})")
+        return EXIT_NEGATIVE
+    print(f"conformance report of {checked.participant}: {checked.verdict}")
+    for criterion, verdict, reason in checked.criteria:
+        print(f"  {verdict:<4}  {criterion:<32} {reason}")
+    print(f"signed by     {checked.signer.subject.rfc4514_string()}")
+    return EXIT_OK
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from cryptography import x509
 
@@ -383,6 +399,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise ConfigError(f"{exc.filename}: cannot read: {exc.strerror}") from exc
     except ValueError as exc:
         raise ConfigError(f"{trust_path}: not a PEM CA certificate: {exc}") from exc
+    if b"urn:eaeu:gateway:conformance:v1" in data[:400]:
+        return _verify_report(args.receipt, data, trusted, trust_path)
     try:
         checked = verify_receipt(data, trusted)
     except CertificateUntrusted as exc:
@@ -609,6 +627,33 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             status_every=args.status_every,
         )
     )
+
+
+def _cmd_conformance_inbox(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from broker.conformance import inbox, report
+    from broker.signing.trust import GatewayIdentity
+
+    table = _routing_table(args.routing)
+    if table is None:
+        raise UsageError(f"{args.routing}: the routing table has errors (see above)")
+    prober = inbox.prober_for(
+        table,
+        args.participant,
+        args.url,
+        args.certs,
+        args.xsd,
+        sender_key=args.sender_key,
+        sender_cert=args.sender_cert,
+        timeout=args.timeout,
+    )
+    evaluated = asyncio.run(inbox.evaluate(prober))
+    for item in evaluated.results:
+        print(f"{item.verdict:<4}  {item.criterion.id:<32} {item.reason}")
+    paths = report.write(evaluated, args.report, GatewayIdentity.load(args.certs))
+    print(f"report: {', '.join(str(p) for p in paths)}")
+    return EXIT_NEGATIVE if evaluated.failed else EXIT_OK
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -1186,6 +1231,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a status line per participant this often (default 10)",
     )
     simulate.set_defaults(handler=_cmd_simulate)
+
+    conformance = commands.add_parser(
+        "conformance", help="pilot evaluation of a member state's single window"
+    )
+    conformance_commands = conformance.add_subparsers(
+        dest="conformance_command", required=True, metavar="ACTION"
+    )
+    inbox = conformance_commands.add_parser(
+        "inbox",
+        parents=[common],
+        help="test a participant's inbox as the gateway meets it; score each criterion "
+        "(docs/conformance.md) and write a signed report",
+    )
+    inbox.add_argument("participant", metavar="PARTICIPANT", help="participant id of --routing")
+    inbox.add_argument(
+        "--url", required=True, help="the inbox to test (usually its routing.yaml endpoint)"
+    )
+    inbox.add_argument(
+        "--sender-key",
+        type=readable_file,
+        help="key of the probes' sender signature: a participant of another member state "
+        "(default: a development participant from <certs>/participants/)",
+    )
+    inbox.add_argument("--sender-cert", type=readable_file, help="the certificate of --sender-key")
+    inbox.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=40.0,
+        metavar="SECONDS",
+        help="how long a delivery may take (default 40)",
+    )
+    inbox.add_argument(
+        "--report",
+        type=Path,
+        default=Path("conformance-report"),
+        metavar="DIR",
+        help="where report.md, report.html and report.xml go (default conformance-report)",
+    )
+    inbox.set_defaults(handler=_cmd_conformance_inbox)
 
     bench = commands.add_parser(
         "bench",

@@ -268,6 +268,11 @@ def create_demo_pki(
     if force or not (out / "tls" / "key.pem").exists():
         write_identity(out / "tls", make_leaf(gateway_ca, "localhost", None))
         made.append("tls/key.pem, tls/cert.pem")
+    if force or not (out / "conformance" / "key.pem").exists():
+        # Countersigns `broker conformance` probes: issued by the gateway CA, never the
+        # gateway's signing key, its CN saying what it is (SPEC §10).
+        write_identity(out / "conformance", make_leaf(gateway_ca, "EEC-GW-CONFORMANCE", None))
+        made.append("conformance/key.pem, conformance/cert.pem")
     for pid, country in sorted(participants.items()):
         folder = out / "participants" / pid
         if force or not (folder / "key.pem").exists():
