@@ -632,8 +632,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_conformance_inbox(args: argparse.Namespace) -> int:
     import asyncio
 
+    from broker.audit import Auditor
     from broker.conformance import inbox, report
+    from broker.operator import operator_name
     from broker.signing.trust import GatewayIdentity
+    from broker.store import open_store
 
     table = _routing_table(args.routing)
     if table is None:
@@ -648,10 +651,23 @@ def _cmd_conformance_inbox(args: argparse.Namespace) -> int:
         sender_cert=args.sender_cert,
         timeout=args.timeout,
     )
-    evaluated = asyncio.run(inbox.evaluate(prober))
+    gateway = GatewayIdentity.load(args.certs)
+    store = open_store(args.store, Auditor(gateway))
+
+    async def run() -> inbox.InboxReport:
+        # Every probe is audited in the gateway's chain: open the store before probing.
+        await store.open()
+        try:
+            evaluated = await inbox.evaluate(prober)
+            await store.audit(inbox.audit_events(evaluated, f"{operator_name()} (conformance)"))
+            return evaluated
+        finally:
+            await store.close()
+
+    evaluated = asyncio.run(run())
     for item in evaluated.results:
         print(f"{item.verdict:<4}  {item.criterion.id:<32} {item.reason}")
-    paths = report.write(evaluated, args.report, GatewayIdentity.load(args.certs))
+    paths = report.write(evaluated, args.report, gateway)
     print(f"report: {', '.join(str(p) for p in paths)}")
     return EXIT_NEGATIVE if evaluated.failed else EXIT_OK
 

@@ -6,7 +6,8 @@ participant's development server certificate (`<certs>/participants/<ID>/`), tha
 gateway's client certificate and answers like a real inbox:
 - it verifies both signatures of every delivery (the sender's against the trusted CAs, the
   gateway's against `certs/gateway/ca.pem`) and answers 200, or 400 with the reason;
-- it keeps the pushed receipts;
+- it keeps the pushed receipts and verifies them (signed by a certificate of
+  certs/gateway/ca.pem);
 - with `--answer`, it answers each verified message with a signed P.MSG.PRS signal back through
   the gateway.
 
@@ -15,7 +16,7 @@ The output is one line per event, for people and scripts alike:
     listening KZ-SW https://127.0.0.1:40121/eaeu/inbox
     received RU-SW urn:uuid:… verified
     refused RU-SW urn:uuid:… the countersignature is not by …
-    receipt KZ-SW Delivered
+    receipt KZ-SW Delivered verified
     status KZ-SW received 3 verified 3 refused 0 receipts 2
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -86,10 +86,9 @@ def _report_delivery(participant: str) -> Callable[[str, Received], None]:
     return received
 
 
-def _report_receipt(participant: str) -> Callable[[bytes], None]:
-    def receipt(body: bytes) -> None:
-        kind = re.search(rb"<rcpt:Kind>(\w+)</rcpt:Kind>", body)
-        _say(f"receipt {participant} {kind.group(1).decode() if kind else '?'}")
+def _report_receipt(participant: str) -> Callable[[str, str], None]:
+    def receipt(kind: str, verdict: str) -> None:
+        _say(f"receipt {participant} {kind} {verdict}")
 
     return receipt
 

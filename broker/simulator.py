@@ -28,6 +28,7 @@ from broker.compose import signal_answering
 from broker.envelope import DS, SOAP, WSSE, Envelope, parse_envelope
 from broker.errors import GatewayError
 from broker.gost_pki import signing_identity
+from broker.receipts import verify_receipt
 from broker.send import send
 from broker.signing import keyinfo, xmldsig
 from broker.signing.trust import ChainError, TrustStore, chain_to
@@ -91,8 +92,8 @@ class SingleWindow:
     """Answer every verified message (not signals) with P.MSG.PRS (`simulate --answer`)."""
     on_received: Callable[[str, Received], None] | None = None
     """Told of each delivery: (MessageID or "-", what was found)."""
-    on_receipt: Callable[[bytes], None] | None = None
-    """Told of each pushed receipt."""
+    on_receipt: Callable[[str, str], None] | None = None
+    """Told of each pushed receipt: (its kind, "verified" or why not)."""
     _runner: web.AppRunner | None = None
     _tasks: TaskGroup = field(default_factory=TaskGroup)
 
@@ -198,9 +199,15 @@ class SingleWindow:
         self.answers.append((result.status, result.body))
 
     async def _receipt(self, request: web.Request) -> web.Response:
-        self.receipts.append(await request.read())
+        body = await request.read()
+        self.receipts.append(body)
         if self.on_receipt is not None:
-            self.on_receipt(self.receipts[-1])
+            try:
+                checked = verify_receipt(body, _gateway_ca(self.certs))
+            except GatewayError as exc:
+                self.on_receipt("?", f"NOT VALID: {exc}")
+            else:
+                self.on_receipt(checked.receipt.kind, "verified")
         return web.Response(status=204)
 
     async def start(self) -> None:

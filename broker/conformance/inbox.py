@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from broker import clock, pki, xmlsafe
+from broker.audit import AuditEvent
 from broker.compose import Addressing, compose_envelope
 from broker.conformance.criteria import Result, result
 from broker.delivery.retry import parse_retry_after
@@ -246,6 +247,24 @@ class Prober:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         writer.close()
         return x509.load_der_x509_certificate(der) if der else None
+
+
+def audit_events(report: InboxReport, by: str) -> list[AuditEvent]:
+    """One audit event per probe's criterion, for the gateway's chain (SPEC §10)."""
+    return [
+        AuditEvent(
+            "conformance_probe",
+            detail={
+                "participant": report.participant,
+                "url": report.url,
+                "criterion": r.criterion.id,
+                "verdict": r.verdict,
+                "reason": r.reason,
+                "by": by,
+            },
+        )
+        for r in report.results
+    ]
 
 
 def _refused(criterion: str, answer: Answer) -> Result:

@@ -15,6 +15,7 @@ from aiohttp import web
 from broker.conformance import inbox
 from broker.conformance.criteria import INBOX
 from broker.simulator import SingleWindow
+from broker.store import open_store
 from tests.conftest import ROOT
 from tests.pki_support import Pki, run_xmlsec
 from tests.test_cli_validate import broker
@@ -118,17 +119,24 @@ async def test_each_inbox_fails_exactly_its_criteria(target: BrokenInbox, test_p
 async def test_the_cli_report_is_signed_and_verifies(
     test_pki: Pki, tmp_path: Path, xmlsec1: str
 ) -> None:
+    store = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
+    created = open_store(store, create=True)
+    await created.open()
+    await created.close()
     window = SingleWindow("RU-SW", test_pki.folder, strict=True)
     await window.start()
     try:
         result = await asyncio.to_thread(
             broker,
             "conformance", "inbox", "RU-SW", "--url", window.endpoint,
-            "--certs", str(test_pki.folder), "--report", str(tmp_path / "r"),
+            "--certs", str(test_pki.folder), "--report", str(tmp_path / "r"), "--store", store,
         )  # fmt: skip
     finally:
         await window.stop()
     assert result.returncode == 0, result.stdout + result.stderr
+    audited = broker("audit", "verify", "--store", store, "--certs", str(test_pki.folder))
+    assert audited.returncode == 0, audited.stdout
+    assert f"intact: {len(INBOX)} entries" in audited.stdout
     assert result.stdout.count("PASS ") == len(INBOX)
     report = tmp_path / "r" / "report.xml"
     assert {p.name for p in (tmp_path / "r").iterdir()} == {

@@ -88,7 +88,7 @@ def test_readme_walkthrough_delivers_a_verified_message(folder: Path) -> None:
             assert sent.stdout.startswith("HTTP 202: Accepted")
             line = _wait_for_line(simulate_log, "received RU-SW urn:uuid:6a3f8ea1-")
             assert line.endswith(" verified")
-            _wait_for_line(simulate_log, "receipt KZ-SW Delivered")
+            _wait_for_line(simulate_log, "receipt KZ-SW Delivered verified")
         finally:
             for process in (server, simulator):
                 if process is not None:
