@@ -634,6 +634,7 @@ def _cmd_conformance_inbox(args: argparse.Namespace) -> int:
 
     from broker.audit import Auditor
     from broker.conformance import inbox, report
+    from broker.conformance.criteria import Evaluation
     from broker.operator import operator_name
     from broker.signing.trust import GatewayIdentity
     from broker.store import open_store
@@ -654,7 +655,7 @@ def _cmd_conformance_inbox(args: argparse.Namespace) -> int:
     gateway = GatewayIdentity.load(args.certs)
     store = open_store(args.store, Auditor(gateway))
 
-    async def run() -> inbox.InboxReport:
+    async def run() -> Evaluation:
         # Every probe is audited in the gateway's chain: open the store before probing.
         await store.open()
         try:
@@ -668,6 +669,33 @@ def _cmd_conformance_inbox(args: argparse.Namespace) -> int:
     for item in evaluated.results:
         print(f"{item.verdict:<4}  {item.criterion.id:<32} {item.reason}")
     paths = report.write(evaluated, args.report, gateway)
+    print(f"report: {', '.join(str(p) for p in paths)}")
+    return EXIT_NEGATIVE if evaluated.failed else EXIT_OK
+
+
+def _cmd_conformance_sender(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from broker import clock
+    from broker.conformance import report, sender
+    from broker.signing.trust import GatewayIdentity
+    from broker.store import open_store
+
+    since = clock.parse_time(args.since).timestamp() if args.since else 0.0
+    store = open_store(args.store)
+
+    async def run() -> list[Any]:
+        await store.open()
+        try:
+            return await store.submissions(args.participant, since)
+        finally:
+            await store.close()
+
+    submissions = asyncio.run(run())
+    evaluated = sender.evaluate(args.participant, submissions, args.since or "the start")
+    for item in evaluated.results:
+        print(f"{item.verdict:<4}  {item.criterion.id:<32} {item.reason}")
+    paths = report.write(evaluated, args.report, GatewayIdentity.load(args.certs))
     print(f"report: {', '.join(str(p) for p in paths)}")
     return EXIT_NEGATIVE if evaluated.failed else EXIT_OK
 
@@ -1286,6 +1314,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="where report.md, report.html and report.xml go (default conformance-report)",
     )
     inbox.set_defaults(handler=_cmd_conformance_inbox)
+    sender = conformance_commands.add_parser(
+        "sender",
+        parents=[common],
+        help="evaluate what a participant submitted, from the gateway's store (--store)",
+    )
+    sender.add_argument("participant", metavar="PARTICIPANT", help="participant id")
+    sender.add_argument(
+        "--since",
+        type=utc_time,
+        help="only submissions from this time on (RFC 3339; default: all)",
+    )
+    sender.add_argument(
+        "--report",
+        type=Path,
+        default=Path("conformance-report"),
+        metavar="DIR",
+        help="where report.md, report.html and report.xml go (default conformance-report)",
+    )
+    sender.set_defaults(handler=_cmd_conformance_sender)
 
     bench = commands.add_parser(
         "bench",

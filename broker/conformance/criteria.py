@@ -3,7 +3,7 @@ it comes from, and its verdict rule, in one place (docs/conformance.md is writte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Verdict = Literal["PASS", "FAIL", "INFO"]
@@ -90,7 +90,68 @@ INBOX: tuple[Criterion, ...] = (
     ),
 )
 
-BY_ID = {c.id: c for c in INBOX}
+SENDER: tuple[Criterion, ...] = (
+    Criterion(
+        "acceptance-rate",
+        "The share of its submissions the gateway accepted",
+        "SPEC §7, §8",
+        "PASS at 95 % accepted or more, FAIL below; INFO without submissions",
+    ),
+    Criterion(
+        "rejections-by-code",
+        "Its rejections, counted by SPEC §8 code",
+        "SPEC §8",
+        "INFO",
+    ),
+    Criterion(
+        "keyinfo-forms",
+        "The KeyInfo forms and signature algorithms it uses",
+        "SPEC §2",
+        "INFO",
+    ),
+    Criterion(
+        "message-id-reuse",
+        "A MessageID reused with another content (409 DUPLICATE_CONFLICT)",
+        "SPEC §7",
+        "PASS when none, FAIL otherwise; INFO without submissions",
+    ),
+    Criterion(
+        "retry-after-honoured",
+        "After a 429 or 503 with Retry-After, it waited that long before submitting again",
+        "SPEC §7",
+        "PASS when it always waited, FAIL when it came back sooner; INFO without busy answers",
+    ),
+    Criterion(
+        "timestamp-skew",
+        "The clock skew seen in its wsu:Timestamp Created",
+        "SPEC §2",
+        "PASS within 60 s, INFO beyond (the gateway refuses beyond 5 minutes); INFO without "
+        "timestamps",
+    ),
+    Criterion(
+        "documents-valid",
+        "Its documents are valid (no SCHEMA_INVALID or UNKNOWN_DOCUMENT rejection)",
+        "SPEC §5",
+        "PASS when none was refused so, FAIL otherwise; INFO without submissions",
+    ),
+)
+
+BY_ID = {c.id: c for c in (*INBOX, *SENDER)}
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of one participant: the report's content."""
+
+    kind: Literal["inbox", "sender"]
+    participant: str
+    tested: dict[str, str]
+    """What was evaluated: the ``Tested`` element's attributes and the report's header."""
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.verdict == "FAIL" for r in self.results)
 
 
 def result(criterion_id: str, verdict: Verdict, reason: str) -> Result:

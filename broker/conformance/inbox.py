@@ -21,7 +21,7 @@ import ssl
 import statistics
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from lxml import etree
 from broker import clock, pki, xmlsafe
 from broker.audit import AuditEvent
 from broker.compose import Addressing, compose_envelope
-from broker.conformance.criteria import Result, result
+from broker.conformance.criteria import Evaluation, Result, result
 from broker.delivery.retry import parse_retry_after
 from broker.envelope import DS, INT, SOAP, WSSE, WSU_ID, parse_envelope
 from broker.errors import ConfigError, GatewayError
@@ -67,19 +67,6 @@ class Answer:
         if self.status is None:
             return f"no answer ({self.error})"
         return f"HTTP {self.status} in {self.seconds:.2f} s"
-
-
-@dataclass
-class InboxReport:
-    participant: str
-    url: str
-    endpoint_in_table: str
-    server_certificate_sha256: str | None
-    results: list[Result] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return any(r.verdict == "FAIL" for r in self.results)
 
 
 def load_conformance_identity(certs: Path) -> GatewayIdentity:
@@ -249,14 +236,14 @@ class Prober:
         return x509.load_der_x509_certificate(der) if der else None
 
 
-def audit_events(report: InboxReport, by: str) -> list[AuditEvent]:
+def audit_events(report: Evaluation, by: str) -> list[AuditEvent]:
     """One audit event per probe's criterion, for the gateway's chain (SPEC §10)."""
     return [
         AuditEvent(
             "conformance_probe",
             detail={
                 "participant": report.participant,
-                "url": report.url,
+                "url": report.tested.get("url"),
                 "criterion": r.criterion.id,
                 "verdict": r.verdict,
                 "reason": r.reason,
@@ -308,18 +295,19 @@ def _server_identity(
     return result("tls-server-identity", "PASS", f"chains to {prober.target.country}'s CA")
 
 
-async def evaluate(prober: Prober) -> InboxReport:
+async def evaluate(prober: Prober) -> Evaluation:
     """Run the probes in order and score each criterion."""
     trust = TrustStore.load(prober.certs)
     certificate = await prober.server_certificate()
-    report = InboxReport(
-        prober.target.id,
-        prober.url,
-        prober.target.endpoint,
-        hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
-        if certificate
-        else None,
-    )
+    tested = {
+        "url": prober.url,
+        "endpoint": prober.target.endpoint,
+        "equalsEndpoint": "true" if prober.url == prober.target.endpoint else "false",
+    }
+    if certificate is not None:
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        tested["serverCertificateSha256"] = hashlib.sha256(der).hexdigest()
+    report = Evaluation("inbox", prober.target.id, tested)
     report.results.append(_server_identity(prober, certificate, trust))
     valid = prober.forwarded()
     answers: list[Answer] = []

@@ -21,7 +21,7 @@ from cryptography import x509
 from lxml import etree
 
 from broker import clock, xmlsafe
-from broker.conformance.inbox import InboxReport
+from broker.conformance.criteria import Evaluation
 from broker.errors import CertificateUntrusted, SignatureInvalid
 from broker.signing import xmldsig
 from broker.signing.trust import ChainError, GatewayIdentity, chain_to
@@ -33,17 +33,15 @@ def _q(name: str) -> str:
     return f"{{{NS}}}{name}"
 
 
-def _markdown(report: InboxReport, issued: str) -> str:
-    lines = [
-        f"# Conformance of {report.participant}'s inbox",
-        "",
-        f"- tested: {report.url}"
-        + (
-            " (its routing.yaml endpoint)"
-            if report.url == report.endpoint_in_table
-            else f" (routing.yaml says {report.endpoint_in_table})"
-        ),
-        f"- server certificate SHA-256: {report.server_certificate_sha256 or 'none'}",
+def _title(report: Evaluation) -> str:
+    what = "inbox" if report.kind == "inbox" else "submissions"
+    return f"Conformance of {report.participant}'s {what}"
+
+
+def _markdown(report: Evaluation, issued: str) -> str:
+    lines = [f"# {_title(report)}", ""]
+    lines += [f"- {name}: {value}" for name, value in report.tested.items()]
+    lines += [
         f"- issued: {issued}",
         f"- verdict: {'FAIL' if report.failed else 'PASS'}",
         "",
@@ -58,41 +56,36 @@ def _markdown(report: InboxReport, issued: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(report: InboxReport, issued: str) -> str:
+def _html(report: Evaluation, issued: str) -> str:
     rows = "".join(
         f"<tr class='{r.verdict.lower()}'><td><code>{html.escape(r.criterion.id)}</code></td>"
         f"<td>{r.verdict}</td><td>{html.escape(r.reason)}</td>"
         f"<td>{html.escape(r.criterion.spec)}: {html.escape(r.criterion.description)}</td></tr>"
         for r in report.results
     )
+    tested = "".join(
+        f"<li>{html.escape(name)}: {html.escape(value)}</li>"
+        for name, value in report.tested.items()
+    )
     return (
         "<!doctype html><html lang='en'><meta charset='utf-8'>"
-        f"<title>Conformance of {html.escape(report.participant)}</title>"
+        f"<title>{html.escape(_title(report))}</title>"
         "<style>td,th{border:1px solid #999;padding:4px}.fail{background:#fdd}"
         ".pass{background:#dfd}</style>"
-        f"<h1>Conformance of {html.escape(report.participant)}'s inbox</h1>"
-        f"<p>Tested {html.escape(report.url)}; issued {issued}; verdict "
-        f"<strong>{'FAIL' if report.failed else 'PASS'}</strong></p>"
+        f"<h1>{html.escape(_title(report))}</h1><ul>{tested}<li>issued {issued}</li></ul>"
+        f"<p>Verdict <strong>{'FAIL' if report.failed else 'PASS'}</strong></p>"
         "<table><tr><th>criterion</th><th>verdict</th><th>reason</th><th>checks</th></tr>"
         f"{rows}</table></html>\n"
     )
 
 
-def _xml(report: InboxReport, issued: str, gateway: GatewayIdentity) -> bytes:
+def _xml(report: Evaluation, issued: str, gateway: GatewayIdentity) -> bytes:
     root = etree.Element(_q("Report"), nsmap={None: NS})
     etree.SubElement(root, _q("ReportID")).text = f"urn:uuid:{uuid.uuid4()}"
-    etree.SubElement(root, _q("Kind")).text = "inbox"
+    etree.SubElement(root, _q("Kind")).text = report.kind
     etree.SubElement(root, _q("Participant")).text = report.participant
     etree.SubElement(root, _q("IssuedAt")).text = issued
-    tested = etree.SubElement(
-        root,
-        _q("Tested"),
-        url=report.url,
-        endpoint=report.endpoint_in_table,
-        equalsEndpoint="true" if report.url == report.endpoint_in_table else "false",
-    )
-    if report.server_certificate_sha256:
-        tested.set("serverCertificateSha256", report.server_certificate_sha256)
+    etree.SubElement(root, _q("Tested"), **report.tested)
     etree.SubElement(root, _q("Verdict")).text = "FAIL" if report.failed else "PASS"
     for item in report.results:
         element = etree.SubElement(
@@ -104,7 +97,7 @@ def _xml(report: InboxReport, issued: str, gateway: GatewayIdentity) -> bytes:
     return data
 
 
-def write(report: InboxReport, folder: Path, gateway: GatewayIdentity) -> list[Path]:
+def write(report: Evaluation, folder: Path, gateway: GatewayIdentity) -> list[Path]:
     """report.md, report.html and the signed report.xml in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     issued = clock.format_time(clock.now())

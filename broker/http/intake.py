@@ -10,6 +10,7 @@ answer is 503 with Retry-After and nothing is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -25,7 +26,8 @@ from broker.http.admission import Admission, Refusal, Ticket
 from broker.http.listener import default_max_connections
 from broker.intake import Gateway, TlsIdentity, receive
 from broker.signing.xmldsig import certificate_from_der
-from broker.store.base import StoreUnavailable
+from broker.store.base import StoreUnavailable, Submission
+from broker.tasks import TaskGroup
 
 log = logging.getLogger("broker.http")
 
@@ -150,6 +152,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
         tls.participant if tls.error is None else None, request.content_length
     )
     if isinstance(admitted, Refusal):
+        request.app[BUSY].note(tls.participant, admitted)
         return _problem(admitted.status, admitted.code, admitted.message, admitted.retry_after)
     try:
         if request.content_type not in ACCEPTED_TYPES:
@@ -255,6 +258,39 @@ async def get_receipt(request: web.Request) -> web.Response:
     return web.Response(body=found[1], content_type="application/xml", charset="utf-8")
 
 
+class BusyNotes:
+    """Busy answers (429/503 with Retry-After) as submissions for `broker conformance
+    sender`, at most one per participant per second: a flood must not become a write flood.
+    Written off the request's path; lost, not retried, when the store is down."""
+
+    INTERVAL = 1.0
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._last: dict[str, float] = {}
+        self._tasks = TaskGroup()
+
+    def note(self, participant: str | None, refusal: Refusal) -> None:
+        now = time.time()
+        if participant is None or now - self._last.get(participant, 0.0) < self.INTERVAL:
+            return
+        self._last[participant] = now
+        submission = Submission(
+            participant, now, refusal.status, refusal.code, retry_after=refusal.retry_after
+        )
+        self._tasks.start(self._record(submission), "busy-note")
+
+    async def _record(self, submission: Submission) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self.gateway.store.record_submission(submission)
+
+    async def drain(self, app: web.Application) -> None:
+        await self._tasks.drain(timeout=5)
+
+
+BUSY = web.AppKey("busy_notes", BusyNotes)
+
+
 def intake_app(gateway: Gateway, settings: IntakeSettings) -> web.Application:
     # client_max_size: aiohttp's own cap sits above ours so that our limit answers first.
     app = web.Application(client_max_size=gateway.limits.max_bytes + 1)
@@ -263,6 +299,8 @@ def intake_app(gateway: Gateway, settings: IntakeSettings) -> web.Application:
     app[ADMISSION] = Admission(
         settings.max_in_flight, settings.body_budget, settings.per_participant
     )
+    app[BUSY] = BusyNotes(gateway)
+    app.on_cleanup.append(app[BUSY].drain)
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_get("/v1/receipts/{receipt_id}", get_receipt)

@@ -56,6 +56,25 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Submission:
+    """What one answered submission showed of its sender (`broker conformance sender`)."""
+
+    sender: str | None
+    at: float
+    """Epoch seconds."""
+    status: int
+    code: str
+    """``ACCEPTED``, a SPEC §8 code, or a busy answer's (``BUSY``, ``TOO_MANY_REQUESTS``)."""
+    message_id: str | None = None
+    digest: str | None = None
+    keyinfo: str | None = None
+    algorithm: str | None = None
+    skew: float | None = None
+    """Seconds from the gateway's clock to the sender's wsu:Timestamp Created."""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
 class StoredReceipt:
     receipt_id: str
     kind: str

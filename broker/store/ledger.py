@@ -38,6 +38,7 @@ from broker.store.base import (
     ReceiptView,
     RelatedMessage,
     StoredReceipt,
+    Submission,
     resubmitted,
 )
 from broker.store.connector import Connector, Row, Tx
@@ -143,6 +144,7 @@ class Ledger:
         jobs: list[NewJob],
         receipt: StoredReceipt,
         events: Sequence[AuditEvent] = (),
+        submission: Submission | None = None,
     ) -> Accepted:
         async def op(tx: Tx) -> Accepted:
             inserted = await tx.fetch_one(
@@ -152,6 +154,9 @@ class Ledger:
                 row = await tx.fetch_one("find_accepted", vars(message))
                 if row is not None and row["digest"] == message.digest:
                     await self._append(tx, [resubmitted(message)])
+                    if submission is not None:  # answered 200, the original receipt
+                        again = dataclasses.replace(submission, status=200)
+                        await tx.execute("insert_submission", vars(again))
                     return Accepted(False, bytes(row["body"]))
                 raise DuplicateConflict(
                     f"{message.message_id} was accepted from {message.sender} before with "
@@ -160,6 +165,8 @@ class Ledger:
             await tx.execute("insert_receipt", vars(receipt))
             await tx.execute_many("insert_job", [{**vars(j), "now": j.next_attempt} for j in jobs])
             await self._append(tx, events)
+            if submission is not None:
+                await tx.execute("insert_submission", vars(submission))
             if jobs:
                 await tx.notify()
             return Accepted(True, receipt.body)
@@ -167,15 +174,37 @@ class Ledger:
         return await self.db.write(op)
 
     async def record_receipt(
-        self, receipt: StoredReceipt, events: Sequence[AuditEvent] = ()
+        self,
+        receipt: StoredReceipt,
+        events: Sequence[AuditEvent] = (),
+        submission: Submission | None = None,
     ) -> None:
         """Store a receipt that belongs to no accepted message (Rejected), with its events."""
 
         async def op(tx: Tx) -> None:
             await tx.execute("insert_receipt", vars(receipt))
+            if submission is not None:
+                await tx.execute("insert_submission", vars(submission))
             await self._append(tx, events)
 
         await self.db.write(op)
+
+    async def record_submission(self, submission: Submission) -> None:
+        """A submission answered without a receipt (429/503: busy)."""
+
+        async def op(tx: Tx) -> None:
+            await tx.execute("insert_submission", vars(submission))
+
+        await self.db.write(op)
+
+    async def submissions(self, sender: str, since: float = 0.0) -> list[Submission]:
+        """What ``sender`` submitted from ``since`` (epoch seconds) on, oldest first."""
+
+        async def op(tx: Tx) -> list[Submission]:
+            rows = await tx.fetch_all("submissions_of", {"sender": sender, "since": since})
+            return [Submission(**dict(row)) for row in rows]
+
+        return await self.db.read(op)
 
     # -- delivery ----------------------------------------------------------------------------
     async def claim(

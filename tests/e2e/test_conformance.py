@@ -14,10 +14,12 @@ from aiohttp import web
 
 from broker.conformance import inbox
 from broker.conformance.criteria import INBOX
+from broker.http.intake import ADMISSION, IntakeSettings
 from broker.simulator import SingleWindow
 from broker.store import open_store
 from tests.conftest import ROOT
-from tests.pki_support import Pki, run_xmlsec
+from tests.e2e.conftest import open_exchange
+from tests.pki_support import Pki, run_xmlsec, sign_as
 from tests.test_cli_validate import broker
 
 
@@ -157,3 +159,94 @@ async def test_the_cli_report_is_signed_and_verifies(
     ).returncode != 0  # fmt: skip
     assert broker("verify", str(tampered), "--certs", str(test_pki.folder)).returncode == 1
     assert "CONFORMANCE TEST PROBE" in (ROOT / "broker" / "conformance" / "probe.xml").read_text()
+
+
+def _by_alert(test_pki: Pki, message_id: str, other_content: bool = False) -> bytes:
+    def change(text: str) -> str:
+        text = text.replace("5f2e7d90-1b87-4c20-af6e-3e4f5c6d7e03", message_id)
+        if other_content:  # the same MessageID with another, still valid, document
+            text = text.replace(":00+03:00</csdo:EDocDateTime>", ":01+03:00</csdo:EDocDateTime>")
+        return text
+
+    return sign_as(test_pki, "BY-SW", "valid-dangerous-product-alert-by-to-kz.xml", edit=change)
+
+
+async def test_conformance_sender_judges_a_good_and_a_bad_sender(
+    test_pki: Pki, tmp_path: Path
+) -> None:
+    """KZ-SW sends valid messages. BY-SW sends one valid alert, then an invalid document, then
+    a MessageID again with other content, and comes back at once after a 429. `broker
+    conformance sender` scores each from what intake recorded."""
+    settings = IntakeSettings(per_participant=1)
+    async with open_exchange(test_pki, tmp_path, intake=settings) as exchange:
+        for n in range(3):
+            data = sign_as(
+                test_pki,
+                "KZ-SW",
+                "valid-goods-declaration-kz-to-ru.xml",
+                edit=lambda t, n=n: t.replace("6a3f8ea1", f"6a3f8e{n:02x}"),  # type: ignore[misc]
+            )
+            assert (await exchange.post("KZ-SW", data))[0] == 202
+        first = "5f2e7d90-1b87-4c20-af6e-3e4f5c6d7e01"
+        assert (await exchange.post("BY-SW", _by_alert(test_pki, first)))[0] == 202
+        invalid = sign_as(test_pki, "BY-SW", "invalid-SCHEMA_INVALID-alert-missing-hazard.xml")
+        assert (await exchange.post("BY-SW", invalid))[0] == 422
+        conflict = _by_alert(test_pki, first, other_content=True)
+        assert conflict != _by_alert(test_pki, first)
+        status, _ = await exchange.post("BY-SW", conflict)
+        assert status == 409
+        # Hold BY's one slot with an upload in progress; its next request gets 429 + Retry-After,
+        # and it comes straight back.
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", exchange.server.intake_port, ssl=exchange.client_context("BY-SW")
+        )
+        writer.write(
+            b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/soap+xml"
+            b"\r\nContent-Length: 100000\r\n\r\n<"
+        )
+        await writer.drain()
+        admission = exchange.server._runners[0].app[ADMISSION]  # the intake's bookkeeping
+        async with asyncio.timeout(5):
+            while admission.per["BY-SW"] < 1:
+                await asyncio.sleep(0.01)
+        busy, _ = await exchange.post(
+            "BY-SW", _by_alert(test_pki, "5f2e7d90-1b87-4c20-af6e-3e4f5c6d7e02")
+        )
+        assert busy == 429
+        writer.transport.abort()
+        async with asyncio.timeout(5):
+            while admission.per["BY-SW"] > 0:
+                await asyncio.sleep(0.01)
+        again, _ = await exchange.post(
+            "BY-SW", _by_alert(test_pki, "5f2e7d90-1b87-4c20-af6e-3e4f5c6d7e02")
+        )
+        assert again == 202
+    store = f"sqlite:///{tmp_path / 'broker.sqlite3'}"
+    common = ("--store", store, "--certs", str(test_pki.folder))
+    good = broker("conformance", "sender", "KZ-SW", *common, "--report", str(tmp_path / "kz"))
+    assert good.returncode == 0, good.stdout + good.stderr
+    verdicts = _verdicts(good.stdout)
+    assert verdicts["acceptance-rate"] == "PASS"
+    assert verdicts["message-id-reuse"] == "PASS"
+    assert verdicts["documents-valid"] == "PASS"
+    assert verdicts["retry-after-honoured"] == "INFO"
+    assert "X509Data / ecdsa-sha256 ×3" in good.stdout
+    bad = broker("conformance", "sender", "BY-SW", *common, "--report", str(tmp_path / "by"))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    verdicts = _verdicts(bad.stdout)
+    assert verdicts["acceptance-rate"] == "FAIL"
+    assert verdicts["documents-valid"] == "FAIL"
+    assert verdicts["retry-after-honoured"] == "FAIL"
+    assert verdicts["message-id-reuse"] == "FAIL"
+    assert "SCHEMA_INVALID 1" in bad.stdout
+    assert "DUPLICATE_CONFLICT 1" in bad.stdout
+    assert (tmp_path / "by" / "report.xml").exists()
+
+
+def _verdicts(output: str) -> dict[str, str]:
+    found = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("PASS", "FAIL", "INFO"):
+            found[parts[1]] = parts[0]
+    return found

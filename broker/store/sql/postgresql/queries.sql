@@ -209,3 +209,13 @@ SELECT (SELECT COUNT(*) FROM messages) AS messages,
        (SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = current_schema() AND c.relkind = 'r') AS bytes;
+
+-- name: insert_submission
+INSERT INTO submissions (sender, at, message_id, digest, status, code, keyinfo, algorithm,
+                         skew, retry_after)
+VALUES (:sender, :at, :message_id, :digest, :status, :code, :keyinfo, :algorithm, :skew,
+        :retry_after);
+
+-- name: submissions_of
+SELECT sender, at, message_id, digest, status, code, keyinfo, algorithm, skew, retry_after
+FROM submissions WHERE sender = :sender AND at >= :since ORDER BY at, id;

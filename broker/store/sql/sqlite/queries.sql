@@ -201,3 +201,13 @@ DELETE FROM receipts WHERE track_id IS NULL AND issued_at < :before;
 -- name: stored_size
 SELECT (SELECT COUNT(*) FROM messages) AS messages,
        (SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()) AS bytes;
+
+-- name: insert_submission
+INSERT INTO submissions (sender, at, message_id, digest, status, code, keyinfo, algorithm,
+                         skew, retry_after)
+VALUES (:sender, :at, :message_id, :digest, :status, :code, :keyinfo, :algorithm, :skew,
+        :retry_after);
+
+-- name: submissions_of
+SELECT sender, at, message_id, digest, status, code, keyinfo, algorithm, skew, retry_after
+FROM submissions WHERE sender = :sender AND at >= :since ORDER BY at, id;

@@ -69,3 +69,18 @@ CREATE TABLE audit_log (
     hash            TEXT NOT NULL,
     signature       TEXT NOT NULL
 );
+
+CREATE TABLE submissions (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender          TEXT,                     -- the TLS participant (or the signer)
+    at              REAL NOT NULL,       -- epoch seconds
+    message_id      TEXT,
+    digest          TEXT,
+    status          INTEGER NOT NULL,         -- the HTTP status answered
+    code            TEXT NOT NULL,            -- ACCEPTED, a SPEC §8 code, BUSY, …
+    keyinfo         TEXT,                     -- the KeyInfo form (SPEC §2 table)
+    algorithm       TEXT,                     -- the SignatureMethod URI
+    skew            REAL,                -- wsu:Timestamp Created minus the gateway's time, s
+    retry_after     REAL                 -- seconds, on a 429/503
+);
+CREATE INDEX submissions_sender ON submissions (sender, at);
