@@ -36,6 +36,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _port_list(text: str) -> list[int]:
+    try:
+        ports = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of ports like 8501,8502"
+        ) from None
+    if not all(0 < port < 65536 for port in ports):
+        raise argparse.ArgumentTypeError(f"{text!r}: ports go from 1 to 65535")
+    return ports
+
+
 def positive_int(text: str) -> int:
     """A count: a whole number ≥ 1."""
     try:
@@ -625,6 +637,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             gateway=args.gateway,
             answer=args.answer,
             status_every=args.status_every,
+            send_rate=args.send,
+            ports=args.ports,
         )
     )
 
@@ -1266,6 +1280,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--answer",
         action="store_true",
         help="answer each verified message with a signed P.MSG.PRS signal through the gateway",
+    )
+    simulate.add_argument(
+        "--ports",
+        type=_port_list,
+        metavar="PORT,…",
+        help="listen on these ports, one per participant in order (default: free ones)",
+    )
+    simulate.add_argument(
+        "--send",
+        type=positive_float,
+        metavar="RATE",
+        help="each participant also submits RATE simulated goods declarations a second to "
+        "--gateway (default: none)",
     )
     simulate.add_argument(
         "--status-every",

@@ -9,7 +9,10 @@ gateway's client certificate and answers like a real inbox:
 - it keeps the pushed receipts and verifies them (signed by a certificate of
   certs/gateway/ca.pem);
 - with `--answer`, it answers each verified message with a signed P.MSG.PRS signal back through
-  the gateway.
+  the gateway;
+- with `--send RATE`, each simulated participant submits RATE goods declarations a second to
+  the gateway, addressed in turn to the other member states (their document says SIMULATED
+  TRAFFIC).
 
 The output is one line per event, for people and scripts alike:
 
@@ -27,13 +30,19 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 
+import aiohttp
 import yaml
 
+from broker.compose import Addressing, compose_envelope
 from broker.errors import ConfigError, UsageError
+from broker.gost_pki import signing_identity
 from broker.routing.table import RoutingTable
+from broker.send import send
 from broker.simulator import Received, SingleWindow
+from broker.tasks import TaskGroup
 
 
 def overlay(text: str, urls: dict[str, tuple[str, str]]) -> str:
@@ -93,6 +102,47 @@ def _report_receipt(participant: str) -> Callable[[str, str], None]:
     return receipt
 
 
+def _traffic(table: RoutingTable, sender: str, number: int) -> bytes:
+    """The ``number``-th simulated goods declaration from ``sender``, addressed in turn to
+    each participant of another country (unsigned)."""
+    own = table.participants[sender].country
+    others = sorted({p.country for p in table.participants.values()} - {own, "EEC"})
+    to = others[number % len(others)]
+    document = (resources.files("broker.samples") / "goods-declaration.xml").read_bytes()
+    return compose_envelope(
+        document,
+        Addressing(
+            to=f"EAEU://{to}/CP/P.CC.01/P.CC.01.ACT.002",
+            reply_to=f"EAEU://{own}/CP/P.CC.01/P.CC.01.ACT.001",
+            action="int://CP/P.CC.01/1.0.0/P.CC.01.PRC.001/P.CC.01.TRN.001/P.CC.01.MSG.001",
+        ),
+    )
+
+
+async def _send_traffic(
+    table: RoutingTable, sender: str, certs: Path, gateway: str, rate: float, stop: asyncio.Event
+) -> None:
+    """Submit ``rate`` messages a second as ``sender`` until ``stop``, one line each."""
+    folder = certs / "participants" / sender
+    number = 0
+    while not stop.is_set():
+        try:
+            result = await send(
+                _traffic(table, sender, number),
+                gateway=gateway,
+                key=folder / "key.pem",
+                cert=folder / "cert.pem",
+                signing=signing_identity(folder),
+                gateway_ca=certs / "gateway" / "ca.pem",
+            )
+            _say(f"sent {sender} HTTP {result.status}")
+        except (aiohttp.ClientError, OSError, ConfigError) as exc:
+            _say(f"sent {sender} failed: {type(exc).__name__}: {exc}")
+        number += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1 / rate)
+
+
 async def run(
     participants: Sequence[str],
     *,
@@ -103,6 +153,8 @@ async def run(
     gateway: str | None,
     answer: bool,
     status_every: float,
+    send_rate: float | None = None,
+    ports: Sequence[int] | None = None,
 ) -> int:
     unknown = [p for p in participants if p not in table.participants]
     if unknown:
@@ -113,11 +165,20 @@ async def run(
             raise ConfigError(
                 f"{folder}: no development identity (run `broker certs demo --certs {certs}`)"
             )
-    if answer and not gateway:
-        raise UsageError("--answer needs --gateway, the gateway's intake URL")
+    if (answer or send_rate) and not gateway:
+        raise UsageError("--answer and --send need --gateway, the gateway's intake URL")
+    if ports is not None and len(ports) != len(participants):
+        raise UsageError(f"--ports gives {len(ports)} port(s) for {len(participants)} participants")
     windows = [
-        SingleWindow(pid, certs, strict=True, answer_all=answer, gateway=gateway)
-        for pid in participants
+        SingleWindow(
+            pid,
+            certs,
+            strict=True,
+            answer_all=answer,
+            gateway=gateway,
+            port=ports[number] if ports else 0,
+        )
+        for number, pid in enumerate(participants)
     ]
     for window in windows:
         window.on_received = _report_delivery(window.participant)
@@ -133,6 +194,10 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    senders = TaskGroup()
+    if send_rate and gateway:
+        for pid in participants:
+            senders.start(_send_traffic(table, pid, certs, gateway, send_rate, stop), f"send-{pid}")
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -145,6 +210,8 @@ async def run(
                     f"{len(window.receipts)}"
                 )
     finally:
+        stop.set()
+        await senders.drain(timeout=10)
         for window in windows:
             await window.stop()
     sys.stdout.flush()

@@ -109,3 +109,57 @@ def _wait_ready(admin: int, server: subprocess.Popen[str]) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("broker serve did not become ready")
+
+
+def test_simulate_send_submits_traffic_that_is_delivered(folder: Path) -> None:
+    """`broker simulate … --send 5`: both simulated participants submit goods declarations;
+    the ones addressed to each other arrive verified."""
+    listen, admin = free_port(), free_port()
+    env = {
+        **os.environ,
+        "BROKER_LISTEN": f"127.0.0.1:{listen}",
+        "BROKER_ADMIN": f"127.0.0.1:{admin}",
+        "BROKER_GATEWAY": f"https://127.0.0.1:{listen}",
+    }
+    run = {"cwd": folder, "env": env, "text": True}
+    made = subprocess.run(_broker("certs", "demo"), capture_output=True, check=False, **run)  # type: ignore[call-overload]
+    assert made.returncode == 0, made.stderr
+    # The overlay first (no traffic yet), then the gateway, then the simulator that sends.
+    overlay_log, simulate_log = folder / "overlay.log", folder / "simulate.log"
+    with open(overlay_log, "w") as out:
+        writer = subprocess.Popen(  # type: ignore[call-overload]
+            _broker("simulate", "KZ-SW", "RU-SW", "--routing-overlay", "local.yaml"),
+            stdout=out, stderr=subprocess.STDOUT, **run,
+        )  # fmt: skip
+        _wait_for_line(overlay_log, "listening RU-SW")
+        writer.terminate()
+        writer.wait(timeout=30)
+    with open(folder / "serve.log", "w") as serve_out, open(simulate_log, "w") as sim_out:
+        server = subprocess.Popen(  # type: ignore[call-overload]
+            _broker("serve", "--routing", "local.yaml", "--create-store"),
+            stdout=serve_out, stderr=subprocess.STDOUT, **run,
+        )  # fmt: skip
+        simulator = None
+        try:
+            _wait_ready(admin, server)
+            # Same ports as the overlay: the simulator listens where local.yaml points.
+            ports = [
+                line.rsplit(":", 1)[1].split("/", 1)[0]
+                for line in overlay_log.read_text().splitlines()
+                if line.startswith("listening")
+            ]
+            simulator = subprocess.Popen(  # type: ignore[call-overload]
+                _broker(
+                    "simulate", "KZ-SW", "RU-SW", "--send", "5", "--ports", ",".join(ports),
+                ),
+                stdout=sim_out, stderr=subprocess.STDOUT, **run,
+            )  # fmt: skip
+            _wait_for_line(simulate_log, "sent KZ-SW HTTP 202")
+            assert _wait_for_line(simulate_log, "received RU-SW urn:uuid:").endswith(" verified")
+            assert _wait_for_line(simulate_log, "received KZ-SW urn:uuid:").endswith(" verified")
+        finally:
+            for process in (simulator, server):
+                if process is not None:
+                    process.terminate()
+                    process.wait(timeout=30)
+    assert "Traceback" not in simulate_log.read_text()
