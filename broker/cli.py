@@ -714,6 +714,35 @@ def _cmd_conformance_sender(args: argparse.Namespace) -> int:
     return EXIT_NEGATIVE if evaluated.failed else EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import asyncio
+    import datetime as dt
+
+    from broker import clock, report
+    from broker.store import open_store
+
+    now = clock.now()
+    since = args.since or clock.format_time(now - dt.timedelta(hours=24))
+    until = args.until or clock.format_time(now)
+    store = open_store(args.store)
+
+    async def run() -> list[Any]:
+        await store.open()
+        try:
+            return await store.matrix(since, until, args.process)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(run())
+    title = f"EAEU exchange {since} to {until}" + (f", {args.process}" if args.process else "")
+    text = report.as_csv(rows) if args.format == "csv" else report.as_svg(rows, title)
+    if args.output:
+        args.output.write_text(text, "utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -1360,6 +1389,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="where report.md, report.html and report.xml go (default conformance-report)",
     )
     sender.set_defaults(handler=_cmd_conformance_sender)
+
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="the exchange matrix: messages per sender, destination and process, by state, "
+        "with delivery times (CSV or SVG)",
+    )
+    report.add_argument("--since", type=utc_time, help="accepted from (UTC; default: 24 hours ago)")
+    report.add_argument("--until", type=utc_time, help="accepted before (UTC; default: now)")
+    report.add_argument("--process", help="only this process, e.g. P.TS.01 (default: all)")
+    report.add_argument(
+        "--format", choices=("csv", "svg"), default="csv", help="csv (default) or svg"
+    )
+    report.add_argument("-o", "--output", type=Path, help="write here (default: standard output)")
+    report.set_defaults(handler=_cmd_report)
 
     bench = commands.add_parser(
         "bench",

@@ -196,6 +196,21 @@ class JobCounts:
     """Epoch seconds of the oldest pending job's last change, if any."""
 
 
+@dataclass(frozen=True)
+class MatrixRow:
+    """One cell of the exchange matrix, for one process."""
+
+    sender: str
+    destination: str
+    process: str
+    messages: int
+    delivered: int
+    failed: int
+    pending: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached or a transaction failed; intake answers 503.
 

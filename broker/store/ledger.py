@@ -32,6 +32,7 @@ from broker.store.base import (
     Job,
     JobCounts,
     JobState,
+    MatrixRow,
     MessageView,
     NewJob,
     NewMessage,
@@ -530,6 +531,30 @@ class Ledger:
                 found.get("failed", (0, None))[0],
                 oldest,
             )
+
+        return await self.db.read(op)
+
+    async def matrix(self, since: str, until: str, process: str | None = None) -> list[MatrixRow]:
+        """The exchange matrix of messages accepted in [since, until) (store time form)."""
+
+        async def op(tx: Tx) -> list[MatrixRow]:
+            rows = await tx.fetch_all(
+                "exchange_matrix", {"since": since, "until": until, "process": process}
+            )
+            return [
+                MatrixRow(
+                    row["sender"],
+                    row["destination"],
+                    row["process"],
+                    int(row["messages"]),
+                    int(row["delivered"]),
+                    int(row["failed"]),
+                    int(row["pending"]),
+                    None if row["p50_ms"] is None else float(row["p50_ms"]),
+                    None if row["p95_ms"] is None else float(row["p95_ms"]),
+                )
+                for row in rows
+            ]
 
         return await self.db.read(op)
 

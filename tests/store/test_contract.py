@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 import pytest
 
+from broker import clock
 from broker.errors import DuplicateConflict
 from broker.store import Store
 from broker.store.base import Job, JobState, NewJob, NewMessage, StoredReceipt
@@ -324,3 +326,34 @@ async def test_postgres_connections_ended_while_idle_are_replaced_not_reported()
         await admin.close()
         await store.close()
         await drop_schema(dsn, name)
+
+
+async def test_the_exchange_matrix_counts_and_times_in_sql(store: Store) -> None:
+    """Per sender × destination × process: counts by state and delivery percentiles, only for
+    messages accepted in the window; a process filter narrows it."""
+    now = dt.datetime.now(dt.UTC)
+    for n in range(5):  # accepted n+1 seconds ago, delivered now: 1…5 s from acceptance
+        at = clock.format_time(now - dt.timedelta(seconds=n + 1))
+        message = NewMessage(**{**vars(_message(n)), "accepted_at": at})
+        assert (await store.accept(message, _jobs(n, ("RU-SW", "BY-SW")), _receipt(n))).fresh
+    old = NewMessage(**{**vars(_message(9)), "accepted_at": "2026-01-01T00:00:00.000Z"})
+    assert (await store.accept(old, _jobs(9), _receipt(9))).fresh
+    for job in await store.claim("w", time.time(), 60, 100):
+        n = int(job.track_id.rsplit("-", 1)[1])
+        if job.destination == "BY-SW" and n == 4:
+            assert await store.finish(job, "w", "failed", 1, "x", None, None)
+        elif job.destination == "RU-SW" or n < 2:
+            assert await store.finish(job, "w", "delivered", 1, None, None, None)
+    since = clock.format_time(now - dt.timedelta(hours=1))
+    until = clock.format_time(now + dt.timedelta(hours=1))
+    cells = {(r.sender, r.destination): r for r in await store.matrix(since, until)}
+    assert set(cells) == {("KZ-SW", "RU-SW"), ("KZ-SW", "BY-SW")}
+    ru, by = cells["KZ-SW", "RU-SW"], cells["KZ-SW", "BY-SW"]
+    assert (ru.process, ru.messages, ru.delivered, ru.failed, ru.pending) == ("P.TS.01", 5, 5, 0, 0)
+    assert ru.p50_ms is not None
+    assert abs(ru.p50_ms - 3000) < 800
+    assert ru.p95_ms is not None
+    assert abs(ru.p95_ms - 5000) < 800
+    assert (by.messages, by.delivered, by.failed, by.pending) == (5, 2, 1, 2)
+    assert len(await store.matrix(since, until, "P.TS.01")) == 2
+    assert await store.matrix(since, until, "P.ZZ.01") == []

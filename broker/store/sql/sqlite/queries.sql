@@ -211,3 +211,34 @@ VALUES (:sender, :at, :message_id, :digest, :status, :code, :keyinfo, :algorithm
 -- name: submissions_of
 SELECT sender, at, message_id, digest, status, code, keyinfo, algorithm, skew, retry_after
 FROM submissions WHERE sender = :sender AND at >= :since ORDER BY at, id;
+
+-- name: exchange_matrix
+-- The exchange matrix (broker report, the console): per sender, destination and process, the
+-- destinations of messages accepted in [:since, :until), by state, with the median and p95
+-- milliseconds from acceptance to delivery. All in SQL: nothing is loaded into Python.
+WITH deliveries AS (
+    SELECT m.sender, j.destination,
+           substr(m.action, 10, instr(substr(m.action, 10), '/') - 1) AS process,
+           j.state,
+           CASE WHEN j.state = 'delivered'
+                THEN (j.updated_at - (julianday(m.accepted_at) - 2440587.5) * 86400.0) * 1000.0
+           END AS ms
+    FROM messages m JOIN jobs j ON j.track_id = m.track_id AND j.kind = 'message'
+    WHERE m.accepted_at >= :since AND m.accepted_at < :until
+      AND (:process IS NULL OR m.action LIKE 'int://CP/' || :process || '/%')
+), ranked AS (
+    SELECT sender, destination, process, state, ms,
+           ROW_NUMBER() OVER (PARTITION BY sender, destination, process ORDER BY ms NULLS LAST)
+               AS rn,
+           COUNT(ms) OVER (PARTITION BY sender, destination, process) AS n
+    FROM deliveries
+)
+SELECT sender, destination, process, COUNT(*) AS messages,
+       SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) AS delivered,
+       SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS failed,
+       SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending,
+       MAX(CASE WHEN rn = (n + 1) / 2 THEN ms END) AS p50_ms,
+       MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN ms END) AS p95_ms
+FROM ranked
+GROUP BY sender, destination, process
+ORDER BY sender, destination, process;
