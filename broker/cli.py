@@ -915,6 +915,16 @@ def _cmd_certs_check(args: argparse.Namespace) -> int:
     return EXIT_OK if fine else EXIT_NEGATIVE
 
 
+def _report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=Path("conformance-report"),
+        metavar="DIR",
+        help="where report.md, report.html and report.xml go (default conformance-report)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = _Parser(
@@ -1362,13 +1372,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a delivery may take (default 40)",
     )
-    inbox.add_argument(
-        "--report",
-        type=Path,
-        default=Path("conformance-report"),
-        metavar="DIR",
-        help="where report.md, report.html and report.xml go (default conformance-report)",
-    )
+    _report_option(inbox)
     inbox.set_defaults(handler=_cmd_conformance_inbox)
     sender = conformance_commands.add_parser(
         "sender",
@@ -1381,13 +1385,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=utc_time,
         help="only submissions from this time on (RFC 3339; default: all)",
     )
-    sender.add_argument(
-        "--report",
-        type=Path,
-        default=Path("conformance-report"),
-        metavar="DIR",
-        help="where report.md, report.html and report.xml go (default conformance-report)",
-    )
+    _report_option(sender)
     sender.set_defaults(handler=_cmd_conformance_sender)
 
     report = commands.add_parser(

@@ -13,18 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.gost_pki import ENGINE_CONF
 from broker.signing import gost
-
-ENGINE_CONF = """\
-openssl_conf = openssl_def
-[openssl_def]
-engines = engine_section
-[engine_section]
-gost = gost_section
-[gost_section]
-engine_id = gost
-default_algorithms = ALL
-"""
 
 EXTENSIONS = """\
 [req]

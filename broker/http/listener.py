@@ -194,12 +194,12 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
+                self.note("accept_failed", f"accept() failed: {exc.strerror}")
                 if exc.errno in OUT_OF_RESOURCES:
-                    self.note("accept_failed", f"accept() failed: {exc.strerror}")
                     self._pause()
                     self._loop.call_later(ACCEPT_PAUSE, self._resume)
                     return
-                raise
+                continue  # e.g. ECONNABORTED: that client gave up before we accepted it
             address = str(peer[0]) if isinstance(peer, tuple) else "local"
             reason = self._refusal(address)
             if reason is not None:

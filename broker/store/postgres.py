@@ -93,6 +93,13 @@ class _Tx:
         await self.conn.execute("SELECT pg_notify($1, '')", CHANNEL)
 
 
+def _discard(conn: asyncpg.Connection) -> None:
+    """Never give a half-finished connection back to the pool: end it. (One the server closed
+    is already detached: there is nothing left to end.)"""
+    with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+        conn.terminate()
+
+
 class _LostBeforeCommit(Exception):
     """The connection failed before COMMIT was sent: nothing was stored."""
 
@@ -240,12 +247,11 @@ class PostgresConnector:
             committed = True
             return result
         except _LOST as exc:
+            _discard(conn)
             raise _LostBeforeCommit(_reason(exc)) from exc
-        except BaseException:
-            # Half-finished on the wire: never give it back to the pool. (One the server
-            # closed is already detached: there is nothing left to end.)
-            with contextlib.suppress(asyncpg.exceptions.InterfaceError):
-                conn.terminate()
+        except (StoreUnavailable, asyncio.CancelledError):
+            # Lost during COMMIT, or cancelled mid-operation: half-finished on the wire.
+            _discard(conn)
             raise
         finally:
             try:

@@ -43,16 +43,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_readme_walkthrough_delivers_a_verified_message(folder: Path) -> None:
-    listen, admin = free_port(), free_port()
-    env = {
-        **os.environ,
-        "BROKER_LISTEN": f"127.0.0.1:{listen}",
-        "BROKER_ADMIN": f"127.0.0.1:{admin}",
-        "BROKER_GATEWAY": f"https://127.0.0.1:{listen}",
-    }
-    run = {"cwd": folder, "env": env, "text": True}
-    made = subprocess.run(_broker("certs", "demo"), capture_output=True, check=False, **run)  # type: ignore[call-overload]
-    assert made.returncode == 0, made.stderr
+    admin, run = _fresh_gateway_folder(folder)
     simulate_log, serve_log = folder / "simulate.log", folder / "serve.log"
     with open(simulate_log, "w") as sim_out, open(serve_log, "w") as serve_out:
         simulator = subprocess.Popen(  # type: ignore[call-overload]
@@ -97,6 +88,22 @@ def test_readme_walkthrough_delivers_a_verified_message(folder: Path) -> None:
     assert "Traceback" not in simulate_log.read_text()
 
 
+def _fresh_gateway_folder(folder: Path) -> tuple[int, dict[str, object]]:
+    """Free ports for `broker serve` (through the env variables the README's commands read),
+    and `broker certs demo` run in ``folder``: (admin port, subprocess keyword arguments)."""
+    listen, admin = free_port(), free_port()
+    env = {
+        **os.environ,
+        "BROKER_LISTEN": f"127.0.0.1:{listen}",
+        "BROKER_ADMIN": f"127.0.0.1:{admin}",
+        "BROKER_GATEWAY": f"https://127.0.0.1:{listen}",
+    }
+    run: dict[str, object] = {"cwd": folder, "env": env, "text": True}
+    made = subprocess.run(_broker("certs", "demo"), capture_output=True, check=False, **run)  # type: ignore[call-overload]
+    assert made.returncode == 0, made.stderr
+    return admin, run
+
+
 def _wait_ready(admin: int, server: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -114,16 +121,7 @@ def _wait_ready(admin: int, server: subprocess.Popen[str]) -> None:
 def test_simulate_send_submits_traffic_that_is_delivered(folder: Path) -> None:
     """`broker simulate … --send 5`: both simulated participants submit goods declarations;
     the ones addressed to each other arrive verified."""
-    listen, admin = free_port(), free_port()
-    env = {
-        **os.environ,
-        "BROKER_LISTEN": f"127.0.0.1:{listen}",
-        "BROKER_ADMIN": f"127.0.0.1:{admin}",
-        "BROKER_GATEWAY": f"https://127.0.0.1:{listen}",
-    }
-    run = {"cwd": folder, "env": env, "text": True}
-    made = subprocess.run(_broker("certs", "demo"), capture_output=True, check=False, **run)  # type: ignore[call-overload]
-    assert made.returncode == 0, made.stderr
+    admin, run = _fresh_gateway_folder(folder)
     # The overlay first (no traffic yet), then the gateway, then the simulator that sends.
     overlay_log, simulate_log = folder / "overlay.log", folder / "simulate.log"
     with open(overlay_log, "w") as out:
