@@ -31,6 +31,7 @@ from broker.config import KEYS_NOT_RELOADED, ConfigHolder, ReloadResult, Sources
 from broker.delivery.worker import DeliveryWorker, WorkerSettings
 from broker.errors import ConfigError
 from broker.http.admin import HOSTS, LOOPBACK, TOKEN, admin_app
+from broker.http.console import add_console
 from broker.http.intake import IntakeSettings, intake_app
 from broker.http.listener import Listener, ListenerBounds
 from broker.intake import Gateway
@@ -201,6 +202,7 @@ class GatewayServer:
         if s.admin_token:
             admin[TOKEN] = s.admin_token
         admin[HOSTS] = s.admin_hosts
+        add_console(admin, self.gateway, s.admin_token)
         admin[LOOPBACK] = _is_loopback(_host_port(s.admin)[0])
         self.admin_port = await self._start_site(admin, "admin", s.admin, None)
         self.tasks.start(self.worker.run(), "delivery-worker")
