@@ -29,11 +29,14 @@ REGENERATE = (
 
 
 def _routes(exchange: Exchange) -> set[tuple[str, str]]:
+    """The API routes of both listeners. The console's pages (/console/…) are HTML for people,
+    with their addresses in docs/operations.md, not an API: /openapi.json leaves them out."""
     found = set()
     for runner in exchange.server._runners:
         for route in runner.app.router.routes():
-            if route.method != "HEAD":  # aiohttp adds HEAD to every GET
-                found.add((route.method.lower(), route.resource.canonical))  # type: ignore[union-attr]
+            path = route.resource.canonical  # type: ignore[union-attr]
+            if route.method != "HEAD" and not path.startswith("/console"):  # HEAD: every GET's
+                found.add((route.method.lower(), path))
     return found
 
 
