@@ -18,7 +18,8 @@ from broker.http.intake import ADMISSION, IntakeSettings
 from broker.simulator import SingleWindow
 from broker.store import open_store
 from tests.conftest import ROOT
-from tests.e2e.conftest import open_exchange
+from tests.e2e.conftest import open_exchange, wait_for
+from tests.e2e.nodes import signed_declarations
 from tests.pki_support import Pki, run_xmlsec, sign_as
 from tests.test_cli_validate import broker
 
@@ -179,13 +180,7 @@ async def test_conformance_sender_judges_a_good_and_a_bad_sender(
     conformance sender` scores each from what intake recorded."""
     settings = IntakeSettings(per_participant=1)
     async with open_exchange(test_pki, tmp_path, intake=settings) as exchange:
-        for n in range(3):
-            data = sign_as(
-                test_pki,
-                "KZ-SW",
-                "valid-goods-declaration-kz-to-ru.xml",
-                edit=lambda t, n=n: t.replace("6a3f8ea1", f"6a3f8e{n:02x}"),  # type: ignore[misc]
-            )
+        for data in signed_declarations(test_pki, 3).values():
             assert (await exchange.post("KZ-SW", data))[0] == 202
         first = "5f2e7d90-1b87-4c20-af6e-3e4f5c6d7e01"
         assert (await exchange.post("BY-SW", _by_alert(test_pki, first)))[0] == 202
@@ -206,17 +201,13 @@ async def test_conformance_sender_judges_a_good_and_a_bad_sender(
         )
         await writer.drain()
         admission = exchange.server._runners[0].app[ADMISSION]  # the intake's bookkeeping
-        async with asyncio.timeout(5):
-            while admission.per["BY-SW"] < 1:
-                await asyncio.sleep(0.01)
+        await wait_for(lambda: admission.per["BY-SW"] >= 1)
         busy, _ = await exchange.post(
             "BY-SW", _by_alert(test_pki, "5f2e7d90-1b87-4c20-af6e-3e4f5c6d7e02")
         )
         assert busy == 429
         writer.transport.abort()
-        async with asyncio.timeout(5):
-            while admission.per["BY-SW"] > 0:
-                await asyncio.sleep(0.01)
+        await wait_for(lambda: admission.per["BY-SW"] == 0)
         again, _ = await exchange.post(
             "BY-SW", _by_alert(test_pki, "5f2e7d90-1b87-4c20-af6e-3e4f5c6d7e02")
         )

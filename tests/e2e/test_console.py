@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import Exchange, open_exchange, wait_for
-from tests.pki_support import Pki, sign_as
+from tests.e2e.nodes import signed_declarations
+from tests.pki_support import Pki
 
 TOKEN = "s3cret-operator-token"
 
@@ -60,13 +61,7 @@ async def test_nothing_without_a_session(guarded: Exchange) -> None:
 
 
 async def test_matrix_and_csv_count_what_the_store_holds(guarded: Exchange) -> None:
-    for n in range(2):
-        data = sign_as(
-            guarded.pki,
-            "KZ-SW",
-            "valid-goods-declaration-kz-to-ru.xml",
-            edit=lambda t, n=n: t.replace("6a3f8ea1", f"6a3f8e{n:02x}"),  # type: ignore[misc]
-        )
+    for data in signed_declarations(guarded.pki, 2).values():
         assert (await guarded.post("KZ-SW", data))[0] == 202
     await wait_for(lambda: len(guarded.windows["RU-SW"].inbox) == 2)
     session = await _signed_in(guarded)

@@ -10,18 +10,12 @@ import io
 from lxml import etree
 
 from tests.e2e.conftest import Exchange, wait_for
-from tests.pki_support import sign_as
+from tests.e2e.nodes import signed_declarations
 from tests.test_cli_validate import broker
 
 
 async def test_report_counts_real_traffic(exchange: Exchange) -> None:
-    for n in range(3):
-        data = sign_as(
-            exchange.pki,
-            "KZ-SW",
-            "valid-goods-declaration-kz-to-ru.xml",
-            edit=lambda t, n=n: t.replace("6a3f8ea1", f"6a3f8e{n:02x}"),  # type: ignore[misc]
-        )
+    for data in signed_declarations(exchange.pki, 3).values():
         assert (await exchange.post("KZ-SW", data))[0] == 202
     await wait_for(lambda: len(exchange.windows["RU-SW"].inbox) == 3)
     store = f"sqlite:///{exchange.folder / 'broker.sqlite3'}"
