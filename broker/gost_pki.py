@@ -82,6 +82,7 @@ def create_gost_identities(
     """GOST CAs for ``countries`` and signing identities for their ``participants`` (id →
     country) under ``out``; the created paths, relative to ``out``."""
     made: list[str] = []
+    out = out.resolve()  # openssl runs in a work folder: a relative path would land there
     with tempfile.TemporaryDirectory() as temporary:
         openssl = _OpenSsl(Path(temporary))
         for country in sorted(countries):

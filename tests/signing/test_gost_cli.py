@@ -13,7 +13,9 @@ from tests.conftest import ROOT
 from tests.gost_support import require_gost
 
 
-def _broker(*args: str, no_gost: bool = False) -> subprocess.CompletedProcess[str]:
+def _broker(
+    *args: str, no_gost: bool = False, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BROKER_NO_GOST": "1" if no_gost else "0"}
     return subprocess.run(
         [sys.executable, "-m", "broker.cli", *args],
@@ -21,8 +23,21 @@ def _broker(*args: str, no_gost: bool = False) -> subprocess.CompletedProcess[st
         text=True,
         check=False,
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
     )
+
+
+def test_certs_demo_gost_into_a_relative_folder(tmp_path: Path) -> None:
+    """`broker certs demo --out certs --gost RU` from the working folder, as `make demo` does
+    (the openssl command works elsewhere: relative paths must still land here)."""
+    require_gost()
+    routing = str(ROOT / "routing.yaml")
+    made = _broker(
+        "certs", "demo", "--out", "certs", "--gost", "RU", "--routing", routing, cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "certs" / "participants" / "RU-SW" / "signing" / "cert.pem").is_file()
+    assert (tmp_path / "certs" / "trust" / "RU" / "gost-ca.pem").is_file()
 
 
 def test_certs_demo_gost_then_sign_and_check(tmp_path: Path) -> None:
