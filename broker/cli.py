@@ -258,6 +258,7 @@ def _cmd_routing_explain(args: argparse.Namespace) -> int:
     from broker import xmlsafe
     from broker.envelope import parse_envelope
     from broker.errors import RefusalError
+    from broker.routing.explain import explain
     from broker.routing.table import RouteFacts
 
     table = _routing_table(args.routing)
@@ -297,27 +298,21 @@ def _cmd_routing_explain(args: argparse.Namespace) -> int:
     print(f"from      {facts.sender} ({how})")
     print(f"to        {facts.to}")
     print(f"table     {table.source} sha256 {table.digest}")
-    for rule in table.rules:
-        mismatch = table.first_mismatch(rule, facts)
-        if mismatch is not None:
-            print(f"  rule {rule.name!r} (line {rule.line}): no — {mismatch}")
-            continue
-        print(f"  rule {rule.name!r} (line {rule.line}): MATCHES")
-        if rule.reject is not None:
-            print(f"rejected: ROUTE_DENIED: {rule.reject}")
-            return EXIT_NEGATIVE
-        try:
-            destinations = table.resolve(rule, facts)
-        except RefusalError as exc:
-            print(f"refused: {exc}")
-            return EXIT_NEGATIVE
-        print("deliver to:")
-        for participant in destinations:
-            print(f"  {participant.id:<10} {participant.endpoint}")
-        print(f"retry     {rule.retry.describe()}")
-        return EXIT_OK
-    print("refused: NO_ROUTE: no rule matches")
-    return EXIT_NEGATIVE
+    explanation = explain(table, facts)
+    for verdict in explanation.verdicts:
+        rule = verdict.rule
+        answer = "MATCHES" if verdict.mismatch is None else f"no — {verdict.mismatch}"
+        print(f"  rule {rule.name!r} (line {rule.line}): {answer}")
+    if explanation.refusal is not None:
+        denied = explanation.refusal.startswith("ROUTE_DENIED")
+        print(f"{'rejected' if denied else 'refused'}: {explanation.refusal}")
+        return EXIT_NEGATIVE
+    print("deliver to:")
+    for participant in explanation.destinations:
+        print(f"  {participant.id:<10} {participant.endpoint}")
+    assert explanation.rule is not None
+    print(f"retry     {explanation.rule.retry.describe()}")
+    return EXIT_OK
 
 
 def _cmd_certs_demo(args: argparse.Namespace) -> int:
@@ -729,7 +724,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     async def run() -> list[Any]:
         await store.open()
         try:
-            return await store.matrix(since, until, args.process)
+            # The SVG draws one cell per sender and destination, its percentiles over all
+            # the processes; the CSV has a row per process.
+            return await store.matrix(
+                since, until, args.process, merge_processes=args.format == "svg"
+            )
         finally:
             await store.close()
 

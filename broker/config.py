@@ -70,6 +70,8 @@ class Configuration:
     """SHA-256 of each part: routing (the file bytes), catalog (catalog.yaml and every schema),
     certs (trust/, crl/, known/)."""
     loaded_at: float = field(default_factory=time.time)
+    warnings: tuple[str, ...] = ()
+    """What `broker routing check` warns of in the routing table, each at its line."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,11 @@ def load_configuration(sources: Sources) -> ReloadResult:
         return ReloadResult(None, errors, warnings)
     digests["routing"] = routing.table.digest
     return ReloadResult(
-        Configuration(routing.table, catalog, trust, contexts, context, digests), [], warnings
+        Configuration(
+            routing.table, catalog, trust, contexts, context, digests, warnings=tuple(warnings)
+        ),
+        [],
+        warnings,
     )
 
 

@@ -306,6 +306,7 @@ async def _reject(
             body=signed,
             message_id=message_id,
             sender=receipt.sender,
+            code=error.code,
         ),
         events,
         Submission(

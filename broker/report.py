@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-from collections import defaultdict
 from collections.abc import Sequence
 
 from broker.store.base import MatrixRow
@@ -37,26 +36,27 @@ def as_csv(rows: Sequence[MatrixRow]) -> str:
     return out.getvalue()
 
 
-def _colour(delivered_share: float) -> str:
-    """Red (nothing delivered) through amber to green (all delivered)."""
-    red = int(220 * (1 - delivered_share) + 40 * delivered_share)
-    green = int(60 * (1 - delivered_share) + 170 * delivered_share)
-    return f"rgb({red},{green},80)"
+def heat(row: MatrixRow) -> int:
+    """0 (everything delivered) to 5 (nothing delivered): the colour step of a cell, by the
+    share of its destinations not delivered, failures counting double against pending."""
+    if not row.messages:
+        return 0
+    trouble = (2 * row.failed + row.pending) / (2 * row.messages)
+    return min(5, int(trouble * 5 + 0.999))
+
+
+COLOURS = ("#2e8b57", "#7aa843", "#c2b13a", "#d98c2b", "#d2572a", "#b22222")
+"""Fill of each :func:`heat` step (the console's stylesheet uses the same)."""
 
 
 def as_svg(rows: Sequence[MatrixRow], title: str) -> str:
-    """Sender rows × destination columns, all processes summed: messages, share delivered
-    (the colour), failed and pending."""
-    cells: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for r in rows:
-        cell = cells[r.sender, r.destination]
-        cell[0] += r.messages
-        cell[1] += r.delivered
-        cell[2] += r.failed
-        cell[3] += r.pending
+    """Sender rows × destination columns, one cell per row (ask the store with
+    ``merge_processes``): messages, share delivered, failed and pending, p50 and p95, and the
+    colour of :func:`heat`."""
+    cells = {(r.sender, r.destination): r for r in rows}
     senders = sorted({s for s, _ in cells})
     destinations = sorted({d for _, d in cells})
-    width, height, left, top = 110, 46, 90, 60
+    width, height, left, top = 150, 62, 90, 60
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width * len(destinations) + 10}"'
         f' height="{top + height * len(senders) + 10}" font-family="sans-serif" font-size="12">',
@@ -70,18 +70,19 @@ def as_svg(rows: Sequence[MatrixRow], title: str) -> str:
         y = top + i * height
         parts.append(f'<text x="4" y="{y + height / 2 + 4}">{html.escape(sender)}</text>')
         for j, destination in enumerate(destinations):
-            counts = cells.get((sender, destination))
-            if counts is None:
+            row = cells.get((sender, destination))
+            if row is None:
                 continue
-            messages, delivered, failed, pending = counts
             x = left + j * width
             parts.append(
                 f'<rect x="{x}" y="{y}" width="{width - 4}" height="{height - 4}" '
-                f'fill="{_colour(delivered / messages if messages else 0)}"/>'
-                f'<text x="{x + 6}" y="{y + 18}" fill="white">{messages} msg, '
-                f"{delivered / messages:.0%}</text>"
-                f'<text x="{x + 6}" y="{y + 34}" fill="white">{failed} failed, {pending} pending'
-                "</text>"
+                f'fill="{COLOURS[heat(row)]}"/>'
+                f'<text x="{x + 6}" y="{y + 16}" fill="white">{row.messages} msg, '
+                f"{row.delivered / row.messages:.0%} delivered</text>"
+                f'<text x="{x + 6}" y="{y + 32}" fill="white">{row.failed} failed, '
+                f"{row.pending} pending</text>"
+                f'<text x="{x + 6}" y="{y + 48}" fill="white">p50 {_ms(row.p50_ms) or "–"} ms, '
+                f"p95 {_ms(row.p95_ms) or '–'} ms</text>"
             )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -352,6 +352,7 @@ class DeliveryWorker:
             message_id=job.message_id,
             sender=job.sender,
             destination=job.destination,
+            code=errors[0][0] if errors else None,
         )
 
     def _push_job(self, job: Job, receipt: StoredReceipt) -> NewJob | None:

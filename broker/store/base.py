@@ -84,6 +84,8 @@ class StoredReceipt:
     message_id: str | None = None
     sender: str | None = None
     destination: str | None = None
+    code: str | None = None
+    """Rejected and Failed receipts: the SPEC §8 code (the first of its errors)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,69 @@ class MatrixRow:
     pending: int
     p50_ms: float | None
     p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class MessageQuery:
+    """The console's message search: every filter optional. ``state`` is a message's state
+    (:attr:`MessageView.state`) or ``rejected``; ``code`` a SPEC §8 code of a Rejected or Failed
+    receipt; times are in the store's form, ``until`` exclusive."""
+
+    message_id: str | None = None
+    track_id: str | None = None
+    upstream_track_id: str | None = None
+    sender: str | None = None
+    destination: str | None = None
+    process: str | None = None
+    document: str | None = None
+    route: str | None = None
+    state: JobState | Literal["rejected"] | None = None
+    since: str | None = None
+    until: str | None = None
+    code: str | None = None
+
+    @property
+    def accepted_only(self) -> bool:
+        """A filter that no rejected submission can meet (it has no TrackID, rule, …)."""
+        return bool(
+            self.track_id
+            or self.upstream_track_id
+            or self.destination
+            or self.process
+            or self.document
+            or self.route
+            or self.state in ("pending", "delivered", "failed")
+        )
+
+
+@dataclass(frozen=True)
+class RejectedView:
+    """A rejected submission: nothing of it is stored but its Rejected receipt."""
+
+    message_id: str | None
+    receipt_id: str
+    sender: str | None
+    rejected_at: str
+    code: str | None
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One interval of the console's time-series strip."""
+
+    start: float
+    """Epoch seconds."""
+    accepted: int
+    rejected: int
+    delivered: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str
+    jobs: int
+    first_expiry: float
 
 
 class StoreUnavailable(Exception):

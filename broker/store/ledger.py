@@ -32,12 +32,16 @@ from broker.store.base import (
     Job,
     JobCounts,
     JobState,
+    Lease,
     MatrixRow,
+    MessageQuery,
     MessageView,
     NewJob,
     NewMessage,
     ReceiptView,
+    RejectedView,
     RelatedMessage,
+    SeriesPoint,
     StoredReceipt,
     Submission,
     resubmitted,
@@ -89,9 +93,23 @@ def _job(row: Row) -> Job:
     return Job(**values)
 
 
-def cursor_of(view: MessageView) -> str:
+def cursor_of(view: MessageView | RejectedView) -> str:
     """The cursor that continues a listing after ``view`` (opaque to callers)."""
+    if isinstance(view, RejectedView):
+        return f"{view.rejected_at}|{view.receipt_id}"
     return f"{view.accepted_at}|{view.track_id}"
+
+
+def _sort_key(view: MessageView | RejectedView) -> tuple[str, str]:
+    if isinstance(view, RejectedView):
+        return view.rejected_at, view.receipt_id
+    return view.accepted_at, view.track_id
+
+
+def _rejected(row: Row) -> RejectedView:
+    return RejectedView(
+        row["message_id"], row["receipt_id"], row["sender"], row["issued_at"], row["code"]
+    )
 
 
 class Ledger:
@@ -534,12 +552,32 @@ class Ledger:
 
         return await self.db.read(op)
 
-    async def matrix(self, since: str, until: str, process: str | None = None) -> list[MatrixRow]:
-        """The exchange matrix of messages accepted in [since, until) (store time form)."""
+    async def matrix(
+        self,
+        since: str,
+        until: str,
+        process: str | None = None,
+        *,
+        document: str | None = None,
+        state: JobState | None = None,
+        merge_processes: bool = False,
+    ) -> list[MatrixRow]:
+        """The exchange matrix of messages accepted in [since, until) (store time form),
+        optionally of one process, one document code, and destinations in one state. With
+        ``merge_processes``, one row per sender and destination (process ``*``), its
+        percentiles computed over all of them."""
 
         async def op(tx: Tx) -> list[MatrixRow]:
             rows = await tx.fetch_all(
-                "exchange_matrix", {"since": since, "until": until, "process": process}
+                "exchange_matrix",
+                {
+                    "since": since,
+                    "until": until,
+                    "process": process,
+                    "document": document,
+                    "state": state,
+                    "merge": int(merge_processes),
+                },
             )
             return [
                 MatrixRow(
@@ -555,6 +593,119 @@ class Ledger:
                 )
                 for row in rows
             ]
+
+        return await self.db.read(op)
+
+    async def series(
+        self, since: str, until: str, start: float, step: float, process: str | None = None
+    ) -> list[SeriesPoint]:
+        """Accepted, rejected, delivered and failed per ``step`` seconds from ``start`` (epoch
+        seconds of ``since``); empty intervals are left out."""
+
+        async def op(tx: Tx) -> list[Row]:
+            return await tx.fetch_all(
+                "exchange_series",
+                {"since": since, "until": until, "start": start, "step": step, "process": process},
+            )
+
+        return [
+            SeriesPoint(
+                start + int(row["bucket"]) * step,
+                int(row["accepted"] or 0),
+                int(row["rejected"] or 0),
+                int(row["delivered"] or 0),
+                int(row["failed"] or 0),
+            )
+            for row in await self.db.read(op)
+        ]
+
+    # -- the console -------------------------------------------------------------------------
+    async def search(
+        self, query: MessageQuery, limit: int, after: str | None = None
+    ) -> list[MessageView | RejectedView]:
+        """Newest first: up to ``limit`` accepted messages and rejected submissions that meet
+        ``query``, after the cursor ``after`` (:func:`cursor_of`). Each kind is read with its
+        own keyset query (no OFFSET) and the two are merged here."""
+        at, _, after_id = (after or "").partition("|")
+        params = {
+            **vars(query),
+            "after_at": at or None,
+            "after_id": after_id,
+            "limit": limit,
+        }
+
+        async def op(tx: Tx) -> list[MessageView | RejectedView]:
+            found: list[MessageView | RejectedView] = []
+            if query.state != "rejected":
+                identity = query.message_id or query.track_id or query.upstream_track_id
+                name = "search_by_identity" if identity else "search_messages"
+                found.extend(await self._views(tx, await tx.fetch_all(name, params)))
+            if not query.accepted_only:
+                rows = await tx.fetch_all("search_rejected", params)
+                found.extend(_rejected(row) for row in rows)
+            found.sort(key=_sort_key, reverse=True)
+            return found[:limit]
+
+        return await self.db.read(op)
+
+    async def messages_with_id(
+        self, message_id: str
+    ) -> tuple[list[MessageView], list[RejectedView]]:
+        """Every accepted message with this MessageID (one per sender) and every rejection."""
+
+        async def op(tx: Tx) -> tuple[list[MessageView], list[RejectedView]]:
+            rows = await tx.fetch_all("message_by_id", {"message_id": message_id, "sender": None})
+            rejected = await tx.fetch_all("rejected_by_id", {"message_id": message_id})
+            return await self._views(tx, rows), [_rejected(row) for row in rejected]
+
+        return await self.db.read(op)
+
+    async def envelopes(self, track_id: str) -> tuple[bytes, bytes] | None:
+        """(as received, as forwarded) of a message; empty after retention purged them."""
+
+        async def op(tx: Tx) -> tuple[bytes, bytes] | None:
+            row = await tx.fetch_one("envelopes", {"track_id": track_id})
+            return None if row is None else (bytes(row["raw"]), bytes(row["forwarded"]))
+
+        return await self.db.read(op)
+
+    async def timeline(self, message_id: str) -> list[Entry]:
+        """The audit entries of a MessageID, oldest first."""
+
+        async def op(tx: Tx) -> list[Entry]:
+            rows = await tx.fetch_all("timeline", {"message_id": message_id})
+            return [Entry(**dict(row)) for row in rows]
+
+        return await self.db.read(op)
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the newest audit entry: recorded elsewhere, it pins the log."""
+
+        async def op(tx: Tx) -> tuple[int, str] | None:
+            row = await tx.fetch_one("audit_head")
+            return None if row is None else (int(row["seq"]), str(row["hash"]))
+
+        return await self.db.read(op)
+
+    async def leases(self, now: float) -> list[Lease]:
+        """Delivery leases held now, per worker."""
+
+        async def op(tx: Tx) -> list[Lease]:
+            rows = await tx.fetch_all("leases_held", {"now": now})
+            return [
+                Lease(row["lease_owner"], int(row["n"]), float(row["first_expiry"])) for row in rows
+            ]
+
+        return await self.db.read(op)
+
+    async def oldest_pending(self) -> tuple[str, str, str] | None:
+        """(MessageID, accepted at, destination) of the oldest message still pending."""
+
+        async def op(tx: Tx) -> tuple[str, str, str] | None:
+            row = await tx.fetch_one("oldest_pending")
+            if row is None:
+                return None
+            return row["message_id"], row["accepted_at"], row["destination"]
 
         return await self.db.read(op)
 

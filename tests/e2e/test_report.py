@@ -44,4 +44,5 @@ async def test_report_counts_real_traffic(exchange: Exchange) -> None:
     svg = await asyncio.to_thread(broker, "report", "--store", store, "--format", "svg")
     root = etree.fromstring(svg.stdout.encode())
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
-    assert "3 msg, 100%" in texts
+    assert "3 msg, 100% delivered" in texts
+    assert any(t and t.startswith("p50 ") for t in texts)

@@ -24,8 +24,9 @@ VALUES (:track_id, :kind, :destination, :endpoint, :receipt_id, 'pending', 0,
 
 -- name: insert_receipt
 INSERT INTO receipts (receipt_id, track_id, message_id, sender, kind, destination, issued_at,
-                      body)
-VALUES (:receipt_id, :track_id, :message_id, :sender, :kind, :destination, :issued_at, :body);
+                      body, code)
+VALUES (:receipt_id, :track_id, :message_id, :sender, :kind, :destination, :issued_at, :body,
+        :code);
 
 -- name: find_accepted
 SELECT m.digest, r.body
@@ -223,9 +224,13 @@ FROM submissions WHERE sender = :sender AND at >= :since ORDER BY at, id;
 -- name: exchange_matrix
 -- The exchange matrix (broker report, the console): per sender, destination and process, the
 -- destinations of messages accepted in [:since, :until), by state, with the median and p95
--- milliseconds from acceptance to delivery. All in SQL: nothing is loaded into Python.
+-- milliseconds from acceptance to delivery; with :merge = 1 all processes make one row per
+-- sender and destination (process '*'). All in SQL: nothing is loaded into Python.
 WITH deliveries AS (
-    SELECT m.sender, j.destination, split_part(m.action, '/', 4) AS process, j.state,
+    SELECT m.sender, j.destination,
+           CASE WHEN CAST(:merge AS INTEGER) = 1 THEN '*' ELSE split_part(m.action, '/', 4) END
+               AS process,
+           j.state,
            CASE WHEN j.state = 'delivered'
                 THEN (j.updated_at - EXTRACT(EPOCH FROM CAST(m.accepted_at AS TIMESTAMPTZ)))
                      * 1000.0
@@ -233,6 +238,8 @@ WITH deliveries AS (
     FROM messages m JOIN jobs j ON j.track_id = m.track_id AND j.kind = 'message'
     WHERE m.accepted_at >= :since AND m.accepted_at < :until
       AND (CAST(:process AS TEXT) IS NULL OR m.action LIKE 'int://CP/' || :process || '/%')
+      AND (CAST(:document AS TEXT) IS NULL OR m.document = :document)
+      AND (CAST(:state AS TEXT) IS NULL OR j.state = :state)
 ), ranked AS (
     SELECT sender, destination, process, state, ms,
            ROW_NUMBER() OVER (PARTITION BY sender, destination, process ORDER BY ms NULLS LAST)
@@ -249,3 +256,140 @@ SELECT sender, destination, process, COUNT(*) AS messages,
 FROM ranked
 GROUP BY sender, destination, process
 ORDER BY sender, destination, process;
+
+-- name: search_messages
+-- The console's message search, newest first after the cursor (:after_at, :after_id): every
+-- filter is optional (NULL: any). The listing index serves the order; identity lookups use
+-- search_by_identity instead, which starts from the lookup indexes.
+SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id,
+       m.purged_at
+FROM messages m
+WHERE (CAST(:message_id AS TEXT) IS NULL OR m.message_id = :message_id)
+  AND (CAST(:track_id AS TEXT) IS NULL OR m.track_id = :track_id)
+  AND (CAST(:upstream_track_id AS TEXT) IS NULL OR m.upstream_track_id = :upstream_track_id)
+  AND (CAST(:sender AS TEXT) IS NULL OR m.sender = :sender)
+  AND (CAST(:route AS TEXT) IS NULL OR m.route = :route)
+  AND (CAST(:document AS TEXT) IS NULL OR m.document = :document)
+  AND (CAST(:process AS TEXT) IS NULL OR m.action LIKE 'int://CP/' || :process || '/%')
+  AND (CAST(:since AS TEXT) IS NULL OR m.accepted_at >= :since)
+  AND (CAST(:until AS TEXT) IS NULL OR m.accepted_at < :until)
+  AND (CAST(:after_at AS TEXT) IS NULL OR m.accepted_at < :after_at
+       OR (m.accepted_at = :after_at AND m.track_id < CAST(:after_id AS TEXT)))
+  AND (CAST(:destination AS TEXT) IS NULL OR EXISTS (
+        SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
+          AND j.destination = :destination))
+  AND (CAST(:code AS TEXT) IS NULL OR EXISTS (
+        SELECT 1 FROM receipts r WHERE r.track_id = m.track_id AND r.code = :code))
+  AND (CAST(:state AS TEXT) IS NULL OR :state = (
+        SELECT CASE WHEN SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
+                    WHEN SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
+                    ELSE 'delivered' END
+        FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'))
+ORDER BY m.accepted_at DESC, m.track_id DESC
+LIMIT :limit;
+
+-- name: search_by_identity
+-- The same search when a MessageID, TrackID or upstream TrackID is given: the candidates come
+-- from their indexes, then every filter applies.
+SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id,
+       m.purged_at
+FROM messages m
+WHERE m.track_id IN (
+        SELECT track_id FROM messages WHERE message_id = :message_id
+        UNION SELECT track_id FROM messages WHERE track_id = :track_id
+        UNION SELECT track_id FROM messages WHERE upstream_track_id = :upstream_track_id)
+  AND (CAST(:message_id AS TEXT) IS NULL OR m.message_id = :message_id)
+  AND (CAST(:track_id AS TEXT) IS NULL OR m.track_id = :track_id)
+  AND (CAST(:upstream_track_id AS TEXT) IS NULL OR m.upstream_track_id = :upstream_track_id)
+  AND (CAST(:sender AS TEXT) IS NULL OR m.sender = :sender)
+  AND (CAST(:route AS TEXT) IS NULL OR m.route = :route)
+  AND (CAST(:document AS TEXT) IS NULL OR m.document = :document)
+  AND (CAST(:process AS TEXT) IS NULL OR m.action LIKE 'int://CP/' || :process || '/%')
+  AND (CAST(:since AS TEXT) IS NULL OR m.accepted_at >= :since)
+  AND (CAST(:until AS TEXT) IS NULL OR m.accepted_at < :until)
+  AND (CAST(:after_at AS TEXT) IS NULL OR m.accepted_at < :after_at
+       OR (m.accepted_at = :after_at AND m.track_id < CAST(:after_id AS TEXT)))
+  AND (CAST(:destination AS TEXT) IS NULL OR EXISTS (
+        SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
+          AND j.destination = :destination))
+  AND (CAST(:code AS TEXT) IS NULL OR EXISTS (
+        SELECT 1 FROM receipts r WHERE r.track_id = m.track_id AND r.code = :code))
+  AND (CAST(:state AS TEXT) IS NULL OR :state = (
+        SELECT CASE WHEN SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
+                    WHEN SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
+                    ELSE 'delivered' END
+        FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'))
+ORDER BY m.accepted_at DESC, m.track_id DESC
+LIMIT :limit;
+
+-- name: search_rejected
+-- Rejected submissions (their Rejected receipts), newest first after the same cursor.
+SELECT r.receipt_id, r.message_id, r.sender, r.issued_at, r.code
+FROM receipts r
+WHERE r.kind = 'Rejected'
+  AND (CAST(:message_id AS TEXT) IS NULL OR r.message_id = :message_id)
+  AND (CAST(:sender AS TEXT) IS NULL OR r.sender = :sender)
+  AND (CAST(:code AS TEXT) IS NULL OR r.code = :code)
+  AND (CAST(:since AS TEXT) IS NULL OR r.issued_at >= :since)
+  AND (CAST(:until AS TEXT) IS NULL OR r.issued_at < :until)
+  AND (CAST(:after_at AS TEXT) IS NULL OR r.issued_at < :after_at
+       OR (r.issued_at = :after_at AND r.receipt_id < CAST(:after_id AS TEXT)))
+ORDER BY r.issued_at DESC, r.receipt_id DESC
+LIMIT :limit;
+
+-- name: rejected_by_id
+SELECT receipt_id, message_id, sender, issued_at, code FROM receipts
+WHERE kind = 'Rejected' AND message_id = :message_id
+ORDER BY issued_at, receipt_id;
+
+-- name: envelopes
+SELECT raw, forwarded FROM messages WHERE track_id = :track_id;
+
+-- name: timeline
+-- Every audit entry of a MessageID (all its senders' messages, and its rejections).
+SELECT seq, at, event, message_id, track_id, destination, detail, prev_hash, hash, signature
+FROM audit_log WHERE message_id = :message_id ORDER BY seq;
+
+-- name: audit_count
+SELECT COUNT(*) AS n FROM audit_log;
+
+-- name: leases_held
+SELECT lease_owner, COUNT(*) AS n, MIN(lease_expires) AS first_expiry FROM jobs
+WHERE state = 'pending' AND lease_owner IS NOT NULL AND lease_expires > :now
+GROUP BY lease_owner ORDER BY lease_owner;
+
+-- name: oldest_pending
+SELECT m.message_id, m.accepted_at, j.destination FROM jobs j
+JOIN messages m ON m.track_id = j.track_id
+WHERE j.state = 'pending' AND j.kind = 'message'
+ORDER BY m.accepted_at LIMIT 1;
+
+-- name: exchange_series
+-- The console's time-series strip: per interval of :step seconds from :since, messages
+-- accepted and rejected, and destinations (of messages accepted in it) delivered and failed.
+WITH accepted AS (
+    SELECT FLOOR((CAST(EXTRACT(EPOCH FROM CAST(m.accepted_at AS TIMESTAMPTZ)) AS DOUBLE PRECISION)
+                  - CAST(:start AS DOUBLE PRECISION)) / CAST(:step AS DOUBLE PRECISION)) AS bucket,
+           COUNT(*) AS accepted,
+           SUM((SELECT COUNT(*) FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
+                  AND j.state = 'delivered')) AS delivered,
+           SUM((SELECT COUNT(*) FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
+                  AND j.state = 'failed')) AS failed
+    FROM messages m
+    WHERE m.accepted_at >= :since AND m.accepted_at < :until
+      AND (CAST(:process AS TEXT) IS NULL OR m.action LIKE 'int://CP/' || :process || '/%')
+    GROUP BY 1
+), rejected AS (
+    SELECT FLOOR((CAST(EXTRACT(EPOCH FROM CAST(r.issued_at AS TIMESTAMPTZ)) AS DOUBLE PRECISION)
+                  - CAST(:start AS DOUBLE PRECISION)) / CAST(:step AS DOUBLE PRECISION)) AS bucket,
+           COUNT(*) AS rejected
+    FROM receipts r
+    WHERE r.kind = 'Rejected' AND r.issued_at >= :since AND r.issued_at < :until
+      AND CAST(:process AS TEXT) IS NULL
+    GROUP BY 1
+)
+SELECT bucket, SUM(accepted) AS accepted, SUM(rejected) AS rejected,
+       SUM(delivered) AS delivered, SUM(failed) AS failed
+FROM (SELECT bucket, accepted, 0 AS rejected, delivered, failed FROM accepted
+      UNION ALL SELECT bucket, 0, rejected, 0, 0 FROM rejected) AS buckets
+GROUP BY bucket ORDER BY bucket;

@@ -22,6 +22,7 @@ CREATE TABLE messages (
 
 CREATE INDEX messages_listing ON messages (accepted_at, track_id);
 CREATE INDEX messages_message_id ON messages (message_id);
+CREATE INDEX messages_upstream ON messages (upstream_track_id) WHERE upstream_track_id IS NOT NULL;
 
 CREATE TABLE jobs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,9 +55,11 @@ CREATE TABLE receipts (
     destination     TEXT,
     issued_at       TEXT NOT NULL,
     body            BLOB NOT NULL             -- the signed receipt, byte for byte
-);
+, code TEXT);                                 -- Rejected, Failed: the SPEC §8 code (migration 006)
 CREATE INDEX receipts_track ON receipts (track_id);
 CREATE INDEX receipts_sender_message ON receipts (sender, message_id);
+CREATE INDEX receipts_rejected ON receipts (issued_at, receipt_id) WHERE kind = 'Rejected';
+CREATE INDEX receipts_code ON receipts (code) WHERE code IS NOT NULL;
 CREATE TABLE audit_log (
     seq             INTEGER PRIMARY KEY,
     at              TEXT NOT NULL,
@@ -69,6 +72,7 @@ CREATE TABLE audit_log (
     hash            TEXT NOT NULL,
     signature       TEXT NOT NULL
 );
+CREATE INDEX audit_message ON audit_log (message_id);
 
 CREATE TABLE submissions (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
