@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import getpass
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +59,42 @@ async def _entries(store: Store, first: int = 1, last: int | None = None) -> lis
     return out
 
 
+async def verify_store(
+    store: Store,
+    public_key: object,
+    progress: Callable[[int], None] | None = None,
+    cpu: Executor | None = None,
+) -> ChainCheck:
+    """Recompute the whole chain in ``store``, a page at a time (memory stays flat), each page
+    checked in ``cpu`` (a thread, so a console keeps answering). ``progress`` is told the
+    entries checked after each page. Pages go up to the head's seq, so a removed page of
+    entries is found, not taken for the end."""
+    head = await store.audit_head()
+    last = head[0] if head else 0
+    start, checked, first = (0, GENESIS), 0, 1
+    loop = asyncio.get_running_loop()
+    while first <= last:
+        page = await store.audit_entries(first, first + PAGE - 1)
+        result = await loop.run_in_executor(cpu, verify_chain, page, public_key, start)
+        checked += result.entries
+        if result.problem is not None:
+            return ChainCheck(checked, result.head, result.problem)
+        if page:
+            start = (page[-1].seq, result.head)
+        elif start[0] < last:
+            return ChainCheck(checked, start[1], f"entry {start[0] + 1} was removed")
+        first += PAGE
+        if progress is not None:
+            progress(checked)
+    return ChainCheck(checked, start[1])
+
+
 async def audit_verify(url: str, public_key: object) -> ChainCheck:
-    """Recompute the whole chain in the store."""
+    """`broker audit verify`: the whole chain in the store at ``url``."""
     store = open_store(url)
     await store.open()
     try:
-        return verify_chain(await _entries(store), public_key)
+        return await verify_store(store, public_key)
     finally:
         await store.close()
 
@@ -74,17 +106,21 @@ def verify_export(path: Path, public_key: object) -> ChainCheck:
     return verify_chain((Entry(**e) for e in data["entries"]), public_key, start)
 
 
-async def audit_export(url: str, first: int, last: int | None) -> dict[str, object]:
+async def export_range(store: Store, first: int, last: int | None) -> dict[str, object]:
     """Entries ``first``..``last`` with the hash before the first, so the range can be checked
     elsewhere (``broker audit verify --file``)."""
+    entries = await _entries(store, first, last)
+    before = entries[0].prev_hash if entries else GENESIS
+    return {"start": {"seq": first - 1, "hash": before}, "entries": [e.as_row() for e in entries]}
+
+
+async def audit_export(url: str, first: int, last: int | None) -> dict[str, object]:
     store = open_store(url)
     await store.open()
     try:
-        entries = await _entries(store, first, last)
+        return await export_range(store, first, last)
     finally:
         await store.close()
-    before = entries[0].prev_hash if entries else GENESIS
-    return {"start": {"seq": first - 1, "hash": before}, "entries": [e.as_row() for e in entries]}
 
 
 def operator_name() -> str:
@@ -111,25 +147,30 @@ async def show_message(url: str, message_id: str) -> MessageView | None:
         await store.close()
 
 
+RETRY_TTL = 86_400.0
+"""A retried destination gets a day from the retry, whatever was left of its ttl."""
+
+
+async def request_retry(store: Store, message_id: str, destination: str | None, by: str) -> int:
+    """Put failed destinations of a message back to pending, audited with who asked (the CLI,
+    the admin API and the console all retry through here). The number of jobs reset."""
+    now = time.time()
+    return await store.retry(
+        message_id,
+        destination,
+        now,
+        now + RETRY_TTL,
+        [AuditEvent("retry_requested", message_id, destination=destination, detail={"by": by})],
+    )
+
+
 async def retry_message(url: str, certs: Path, message_id: str, destination: str | None) -> int:
-    """Put Failed destinations back to pending; the audit log records who asked."""
+    """`broker messages retry`: the audit log records who asked."""
     store = open_store(url, Auditor(GatewayIdentity.load(certs)))
     await store.open()
-    now = time.time()
     try:
-        return await store.retry(
-            message_id,
-            destination,
-            now,
-            now + 86_400,
-            [
-                AuditEvent(
-                    "retry_requested",
-                    message_id,
-                    destination=destination,
-                    detail={"by": f"{operator_name()} (broker messages retry)"},
-                )
-            ],
+        return await request_retry(
+            store, message_id, destination, f"{operator_name()} (broker messages retry)"
         )
     finally:
         await store.close()

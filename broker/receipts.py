@@ -144,6 +144,11 @@ def _read(root: etree._Element) -> Receipt:
     )
 
 
+def read_receipt(data: bytes) -> Receipt:
+    """What a receipt says, unverified (use :func:`verify_receipt` to trust it)."""
+    return _read(xmlsafe.parse(data))
+
+
 def verify_receipt(data: bytes, trusted: Sequence[x509.Certificate]) -> CheckedReceipt:
     """Check a receipt's signature and its signer's chain to ``trusted`` at IssuedAt.
 

@@ -28,10 +28,11 @@ from aiohttp import web
 from broker import clock
 from broker.audit import AuditEvent, Auditor
 from broker.config import KEYS_NOT_RELOADED, ConfigHolder, ReloadResult, Sources
+from broker.console.app import add_console
+from broker.console.context import ConsoleContext
 from broker.delivery.worker import DeliveryWorker, WorkerSettings
 from broker.errors import ConfigError
 from broker.http.admin import HOSTS, LOOPBACK, TOKEN, admin_app
-from broker.http.console import add_console
 from broker.http.intake import IntakeSettings, intake_app
 from broker.http.listener import Listener, ListenerBounds
 from broker.intake import Gateway
@@ -202,7 +203,7 @@ class GatewayServer:
         if s.admin_token:
             admin[TOKEN] = s.admin_token
         admin[HOSTS] = s.admin_hosts
-        add_console(admin, self.gateway, s.admin_token)
+        add_console(admin, ConsoleContext(self.gateway, self.ready, self.worker), s.admin_token)
         admin[LOOPBACK] = _is_loopback(_host_port(s.admin)[0])
         self.admin_port = await self._start_site(admin, "admin", s.admin, None)
         self.tasks.start(self.worker.run(), "delivery-worker")

@@ -9,7 +9,6 @@ import asyncio
 import hmac
 import ipaddress
 import json
-import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,18 +16,16 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from broker import clock
-from broker.audit import AuditEvent
 from broker.config import KEYS_NOT_RELOADED
-from broker.http.intake import GATEWAY, _uuid
+from broker.http.intake import GATEWAY, urn_uuid
 from broker.http.openapi import DESCRIPTION
 from broker.intake import Gateway
 from broker.metrics import Metrics
-from broker.operator import gost_status
+from broker.operator import gost_status, request_retry
 from broker.store.base import JobState
 
 METRICS = web.AppKey("metrics", Metrics)
 READY = web.AppKey("ready", list)
-RETRY_TTL = 86_400.0
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -139,18 +136,11 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def retry_message(request: web.Request) -> web.Response:
-    message_id = _uuid(request.match_info["message_id"]) or request.match_info["message_id"]
+    message_id = urn_uuid(request.match_info["message_id"]) or request.match_info["message_id"]
     gateway = request.app[GATEWAY]
-    now = time.time()
     destination = request.query.get("destination")
     who = request.headers.get("X-Operator") or f"admin API from {request.remote}"
-    count = await gateway.store.retry(
-        message_id,
-        destination,
-        now,
-        now + RETRY_TTL,
-        [AuditEvent("retry_requested", message_id, destination=destination, detail={"by": who})],
-    )
+    count = await request_retry(gateway.store, message_id, destination, who)
     if count:
         gateway.wake_delivery()
     return _json({"message_id": message_id, "retried": count}, 200 if count else 404)

@@ -227,14 +227,14 @@ def _caller(request: web.Request) -> str | None:
     return identity.participant if identity.error is None else None
 
 
-def _uuid(value: str) -> str | None:
+def urn_uuid(value: str) -> str | None:
     match = UUID.fullmatch(value)
     return f"urn:uuid:{match.group(1).lower()}" if match else None
 
 
 async def get_message(request: web.Request) -> web.Response:
     caller = _caller(request)
-    message_id = _uuid(request.match_info["message_id"])
+    message_id = urn_uuid(request.match_info["message_id"])
     if caller is None or message_id is None:
         return _problem(404, "NOT_FOUND", "no such message")
     view = await request.app[GATEWAY].store.message(message_id, caller)
@@ -251,7 +251,7 @@ async def get_message(request: web.Request) -> web.Response:
 
 async def get_receipt(request: web.Request) -> web.Response:
     caller = _caller(request)
-    receipt_id = _uuid(request.match_info["receipt_id"])
+    receipt_id = urn_uuid(request.match_info["receipt_id"])
     found = await request.app[GATEWAY].store.receipt(receipt_id) if receipt_id else None
     if found is None or caller is None or found[0] != caller:
         return _problem(404, "NOT_FOUND", "no such receipt")

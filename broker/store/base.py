@@ -247,6 +247,20 @@ class MessageQuery:
 
 
 @dataclass(frozen=True)
+class MessageRecord:
+    """What routed a stored message, and its envelopes."""
+
+    action: str
+    document: str
+    recipient: str
+    table_digest: str
+    raw: bytes
+    """As received, byte for byte (empty once retention purged it)."""
+    forwarded: bytes
+    """As delivered to its destinations (empty once purged)."""
+
+
+@dataclass(frozen=True)
 class RejectedView:
     """A rejected submission: nothing of it is stored but its Rejected receipt."""
 

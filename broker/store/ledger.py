@@ -35,6 +35,7 @@ from broker.store.base import (
     Lease,
     MatrixRow,
     MessageQuery,
+    MessageRecord,
     MessageView,
     NewJob,
     NewMessage,
@@ -660,12 +661,21 @@ class Ledger:
 
         return await self.db.read(op)
 
-    async def envelopes(self, track_id: str) -> tuple[bytes, bytes] | None:
-        """(as received, as forwarded) of a message; empty after retention purged them."""
+    async def record(self, track_id: str) -> MessageRecord | None:
+        """What routed a message, and its envelopes (empty after retention purged them)."""
 
-        async def op(tx: Tx) -> tuple[bytes, bytes] | None:
-            row = await tx.fetch_one("envelopes", {"track_id": track_id})
-            return None if row is None else (bytes(row["raw"]), bytes(row["forwarded"]))
+        async def op(tx: Tx) -> MessageRecord | None:
+            row = await tx.fetch_one("message_record", {"track_id": track_id})
+            if row is None:
+                return None
+            return MessageRecord(
+                row["action"],
+                row["document"],
+                row["recipient"],
+                row["table_digest"],
+                bytes(row["raw"]),
+                bytes(row["forwarded"]),
+            )
 
         return await self.db.read(op)
 
@@ -695,6 +705,17 @@ class Ledger:
             return [
                 Lease(row["lease_owner"], int(row["n"]), float(row["first_expiry"])) for row in rows
             ]
+
+        return await self.db.read(op)
+
+    async def destination_health(self, destination: str) -> tuple[float | None, int]:
+        """(epoch seconds of its last delivery, messages failed to it since)."""
+
+        async def op(tx: Tx) -> tuple[float | None, int]:
+            row = await tx.fetch_one("destination_health", {"destination": destination})
+            assert row is not None
+            last = row["last_success"]
+            return (None if last is None else float(last)), int(row["failed_since"])
 
         return await self.db.read(op)
 

@@ -333,8 +333,9 @@ SELECT receipt_id, message_id, sender, issued_at, code FROM receipts
 WHERE kind = 'Rejected' AND message_id = :message_id
 ORDER BY issued_at, receipt_id;
 
--- name: envelopes
-SELECT raw, forwarded FROM messages WHERE track_id = :track_id;
+-- name: message_record
+SELECT action, document, recipient, table_digest, raw, forwarded FROM messages
+WHERE track_id = :track_id;
 
 -- name: timeline
 -- Every audit entry of a MessageID (all its senders' messages, and its rejections).
@@ -384,3 +385,14 @@ SELECT bucket, SUM(accepted) AS accepted, SUM(rejected) AS rejected,
 FROM (SELECT bucket, accepted, 0 AS rejected, delivered, failed FROM accepted
       UNION ALL SELECT bucket, 0, rejected, 0, 0 FROM rejected) AS buckets
 GROUP BY bucket ORDER BY bucket;
+
+-- name: destination_health
+-- A destination's last delivery and the failures since (message jobs; jobs_destination).
+SELECT (SELECT MAX(updated_at) FROM jobs
+        WHERE destination = :destination AND state = 'delivered' AND kind = 'message')
+           AS last_success,
+       (SELECT COUNT(*) FROM jobs
+        WHERE destination = :destination AND state = 'failed' AND kind = 'message'
+          AND updated_at > COALESCE((SELECT MAX(updated_at) FROM jobs
+                                     WHERE destination = :destination AND state = 'delivered'
+                                       AND kind = 'message'), 0)) AS failed_since;

@@ -45,6 +45,7 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_due ON jobs (state, next_attempt);
 CREATE INDEX jobs_track ON jobs (track_id);
+CREATE INDEX jobs_destination ON jobs (destination, state, updated_at);
 
 CREATE TABLE receipts (
     receipt_id      TEXT PRIMARY KEY,
