@@ -30,14 +30,15 @@ pytest: $(STAMP)
 
 test: lint pytest
 
-# Optional system packages: xmlsec1 (the independent XML-DSig verifier) and the GOST backend.
-# Their tests skip without them on a laptop; CI (.ci/run) installs them and requires them.
+# Optional system packages: xmlsec1 (the independent XML-DSig verifier), the GOST backend and
+# Chromium (the console's browser tests). Their tests skip without them on a laptop; CI
+# (.ci/run) installs them and requires them.
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y xmlsec1 libengine-gost-openssl; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y xmlsec1 libengine-gost-openssl chromium; \
 	else \
-		echo "install xmlsec1 and libengine-gost-openssl with your package manager (as root)"; \
+		echo "install xmlsec1, libengine-gost-openssl and chromium with your package manager (as root)"; \
 	fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

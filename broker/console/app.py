@@ -11,7 +11,11 @@ from broker.console import audit, auth, certificates, health, matrix, messages, 
 from broker.console.context import CONTEXT, ConsoleContext
 from broker.console.layout import CSP
 
-ASSETS = {"console.css": "text/css", "console.js": "text/javascript"}
+ASSETS = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 async def asset(request: web.Request) -> web.Response:

@@ -63,11 +63,12 @@ def csrf_field(csrf: str) -> str:
 def page(
     request: web.Request, title: str, body: str, csrf: str | None, status: int = 200
 ) -> web.Response:
+    # Signed out (the login page), the navigation would only lead back to it.
     nav = "".join(
         f"<a href='{href}'"
         + (" aria-current='page'" if request.path == href else "")
         + f">{e(text)}</a>"
-        for href, text in NAV
+        for href, text in (NAV if csrf else ())
     )
     logout = (
         "<form class='inline signout' method='post' action='/console/logout'>"
@@ -79,6 +80,7 @@ def page(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{e(title)} · EAEU gateway console</title>"
+        "<link rel='icon' href='/console/assets/favicon.svg' type='image/svg+xml'>"
         "<link rel='stylesheet' href='/console/assets/console.css'>"
         "<script src='/console/assets/console.js' defer></script></head>"
         f"<body><nav><span class='brand'>EAEU gateway</span>{nav}{logout}</nav>"

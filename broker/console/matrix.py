@@ -151,7 +151,9 @@ def _grid(rows: list[MatrixRow], chosen: MatrixFilter) -> str:
         lines.append(f"<tr><th scope='row'>{e(sender)}</th>{tds}</tr>")
     legend = "".join(
         f"<span class='swatch heat-{step}'>{label}</span>"
-        for step, label in enumerate(("all delivered", "", "", "", "", "none delivered"))
+        for step, label in enumerate(
+            ("all delivered", "&nbsp;", "&nbsp;", "&nbsp;", "&nbsp;", "none delivered")
+        )
     )
     return (
         "<table class='matrix'><thead><tr><th>from ↓ to →</th>"
@@ -165,10 +167,10 @@ def _strip(points: list[SeriesPoint], start: float, step: float) -> str:
     series = (("accepted", "#1f5f9a"), ("rejected", "#8a5a00"), ("delivered", "#2e8b57"),
               ("failed", "#b22222"))  # fmt: skip
     by_bucket = {round((p.start - start) / step): p for p in points}
-    width, row_height, left = 8, 26, 80
+    width, row_height, left = 14, 26, 90
     parts = [
         f"<svg class='strip' xmlns='http://www.w3.org/2000/svg' role='img' "
-        f"width='{left + width * STRIP_INTERVALS}' height='{row_height * len(series) + 4}' "
+        f"width='{left + width * STRIP_INTERVALS}' height='{row_height * len(series) + 20}' "
         "aria-label='accepted, rejected, delivered and failed per interval'>"
     ]
     for index, (name, colour) in enumerate(series):
@@ -187,7 +189,13 @@ def _strip(points: list[SeriesPoint], start: float, step: float) -> str:
                 f"width='{width - 1}' height='{height:.1f}' fill='{colour}'>"
                 f"<title>{e(epoch_time(start + bucket * step))}: {value} {name}</title></rect>"
             )
-    parts.append("</svg>")
+    bottom = row_height * len(series) + 14
+    end = start + step * STRIP_INTERVALS
+    parts.append(
+        f"<text x='{left}' y='{bottom}' font-size='11'>{e(epoch_time(start))}</text>"
+        f"<text x='{left + width * STRIP_INTERVALS}' y='{bottom}' font-size='11' "
+        f"text-anchor='end'>{e(epoch_time(end))}</text></svg>"
+    )
     return "".join(parts)
 
 

@@ -199,7 +199,11 @@ def _timeline(entries: Sequence[Entry], track_id: str | None) -> str:
         if track_id is not None and entry.track_id not in (None, track_id):
             continue
         detail = json.loads(entry.detail)
-        text = ", ".join(f"{k}: {v}" for k, v in detail.items() if v not in (None, "", []))
+        text = "; ".join(
+            f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in detail.items()
+            if v not in (None, "", [])
+        )
         rows.append(
             [
                 f"<time>{e(entry.at)}</time>",
