@@ -751,6 +751,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         given = Path(args.store.removeprefix("sqlite:///"))
         if not given.exists():
             raise ConfigError(f"no SQLite store at {given}: check --store / BROKER_STORE")
+    if args.console:
+        from broker.benchmark_console import run_console_bench
+
+        with tempfile.TemporaryDirectory(prefix="broker-bench-") as folder:
+            lines = run_console_bench(
+                args.messages or 1_000_000, args.store if args.store_given else None, Path(folder)
+            )
+        for line in lines:
+            print(line)
+        return EXIT_OK
+    args.messages = args.messages or 2000
     with tempfile.TemporaryDirectory(prefix="broker-bench-") as folder:
         report = run_bench(
             messages=args.messages,
@@ -1408,7 +1419,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure throughput, latency and delivery time against the per-message ceiling",
     )
     bench.add_argument(
-        "--messages", type=positive_int, default=2000, help="messages to send (default 2000)"
+        "--messages",
+        type=positive_int,
+        help="messages to send (default 2000); with --console, messages in the store "
+        "(default 1,000,000)",
+    )
+    bench.add_argument(
+        "--console",
+        action="store_true",
+        help="time the console's queries (matrix, strip, search) on a fresh store filled with "
+        "--messages messages over 30 days; --store postgresql://… uses a temporary schema there",
     )
     bench.add_argument(
         "--concurrency", type=positive_int, default=32, help="requests in flight (default 32)"

@@ -17,6 +17,7 @@ import pytest
 from lxml import etree
 
 from broker.receipts import verify_receipt
+from broker.store.postgres import drop_schema
 from tests.e2e.conftest import Exchange, open_exchange, wait_for
 from tests.e2e.console_support import (
     SCRIPT,
@@ -29,6 +30,7 @@ from tests.e2e.console_support import (
 )
 from tests.e2e.nodes import signed_declarations
 from tests.pki_support import Pki
+from tests.store.conftest import new_schema, pg_dsn_or_skip
 
 PAGES = (
     "/console/",
@@ -42,10 +44,22 @@ PAGES = (
 )
 
 
-@pytest.fixture
-async def guarded(test_pki: Pki, tmp_path: Path) -> AsyncIterator[Exchange]:
-    async with open_exchange(test_pki, tmp_path, admin_token=TOKEN) as opened:
-        yield opened
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def guarded(
+    request: pytest.FixtureRequest, test_pki: Pki, tmp_path: Path
+) -> AsyncIterator[Exchange]:
+    """A gateway with an operator token, on each store the console reads."""
+    if request.param == "sqlite":
+        async with open_exchange(test_pki, tmp_path, admin_token=TOKEN) as opened:
+            yield opened
+        return
+    base = pg_dsn_or_skip()
+    schema, dsn = await new_schema(base)
+    try:
+        async with open_exchange(test_pki, tmp_path, admin_token=TOKEN, store=dsn) as opened:
+            yield opened
+    finally:
+        await drop_schema(base, schema)
 
 
 async def test_nothing_without_a_session(guarded: Exchange) -> None:

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
+from collections.abc import Sequence
 
 import pytest
 
 from broker import clock
+from broker.audit import AuditEvent
 from broker.errors import DuplicateConflict
 from broker.store import Store
-from broker.store.base import Job, JobState, NewJob, NewMessage, StoredReceipt
+from broker.store.base import (
+    Job,
+    JobState,
+    MessageQuery,
+    MessageView,
+    NewJob,
+    NewMessage,
+    RejectedView,
+    StoredReceipt,
+)
 from broker.store.ledger import PurgeCutoffs, Purged, cursor_of
 
 
@@ -357,3 +369,143 @@ async def test_the_exchange_matrix_counts_and_times_in_sql(store: Store) -> None
     assert (by.messages, by.delivered, by.failed, by.pending) == (5, 2, 1, 2)
     assert len(await store.matrix(since, until, "P.TS.01")) == 2
     assert await store.matrix(since, until, "P.ZZ.01") == []
+
+
+async def _console_mix(store: Store) -> None:
+    """Six messages KZ → RU (m-0 … m-5, m-5 also to BY): m-0 failed (DESTINATION_REJECTED),
+    m-1 pending, the rest delivered; and two rejected submissions."""
+    for n in range(6):
+        await _accept(store, n, ("RU-SW", "BY-SW") if n == 5 else ("RU-SW",))
+    for job in await store.claim("w", time.time(), 60, 100):
+        n = int(job.track_id.rsplit("-", 1)[1])
+        if n == 0:
+            failed = dataclasses.replace(
+                _receipt(0, "Failed", "RU-SW"), code="DESTINATION_REJECTED"
+            )
+            assert await store.finish(
+                job, "w", "failed", 1, "DESTINATION_REJECTED: x", failed, None
+            )
+        elif n != 1:
+            assert await store.finish(job, "w", "delivered", 1, None, None, None)
+    for n, at in ((7, "2026-11-29T10:00:30.500Z"), (8, "2026-11-29T10:00:02.500Z")):
+        await store.record_receipt(
+            StoredReceipt(
+                f"urn:uuid:rej-{n}",
+                "Rejected",
+                at,
+                b"<R/>",
+                message_id=f"urn:uuid:m-{n}",
+                sender="BY-SW" if n == 7 else "KZ-SW",
+                code="SCHEMA_INVALID",
+            ),
+            [AuditEvent("rejected", f"urn:uuid:m-{n}", detail={"code": "SCHEMA_INVALID"})],
+        )
+
+
+def _ids(found: Sequence[MessageView | RejectedView]) -> list[str | None]:
+    return [f.message_id for f in found]
+
+
+async def test_the_console_search_filters_and_pages_accepted_and_rejected(store: Store) -> None:
+    """Every filter in SQL; accepted and rejected merged newest first; a cursor walks all."""
+    await _console_mix(store)
+    everything = await store.search(MessageQuery(), 100)
+    assert _ids(everything) == [
+        "urn:uuid:m-7", "urn:uuid:m-5", "urn:uuid:m-4", "urn:uuid:m-3", "urn:uuid:m-8",
+        "urn:uuid:m-2", "urn:uuid:m-1", "urn:uuid:m-0",
+    ]  # fmt: skip
+    walked: list[str | None] = []
+    after: str | None = None
+    while page := await store.search(MessageQuery(), 3, after):
+        walked += _ids(page)
+        after = cursor_of(page[-1])
+    assert walked == _ids(everything)
+    cases: dict[MessageQuery, list[str]] = {
+        MessageQuery(state="failed"): ["urn:uuid:m-0"],
+        MessageQuery(state="pending"): ["urn:uuid:m-1"],
+        MessageQuery(state="rejected"): ["urn:uuid:m-7", "urn:uuid:m-8"],
+        MessageQuery(code="DESTINATION_REJECTED"): ["urn:uuid:m-0"],
+        MessageQuery(code="SCHEMA_INVALID"): ["urn:uuid:m-7", "urn:uuid:m-8"],
+        MessageQuery(destination="BY-SW"): ["urn:uuid:m-5"],
+        MessageQuery(sender="BY-SW"): ["urn:uuid:m-7"],
+        MessageQuery(message_id="urn:uuid:m-3"): ["urn:uuid:m-3"],
+        MessageQuery(track_id="urn:uuid:t-4"): ["urn:uuid:m-4"],
+        MessageQuery(message_id="urn:uuid:m-3", track_id="urn:uuid:t-4"): [],
+        MessageQuery(process="P.TS.01", document="R.006", route="r", state="delivered"): [
+            "urn:uuid:m-5",
+            "urn:uuid:m-4",
+            "urn:uuid:m-3",
+            "urn:uuid:m-2",
+        ],
+        MessageQuery(process="P.TS.02"): [],
+        MessageQuery(since="2026-11-29T10:00:03.000Z", until="2026-11-29T10:00:05.000Z"): [
+            "urn:uuid:m-4",
+            "urn:uuid:m-3",
+        ],
+    }
+    for query, expected in cases.items():
+        assert _ids(await store.search(query, 100)) == expected, query
+    (view,) = await store.search(MessageQuery(message_id="urn:uuid:m-0"), 1)
+    assert isinstance(view, MessageView)
+    assert view.destinations[0].last_error == "DESTINATION_REJECTED: x"
+
+
+async def test_the_console_detail_reads_records_timeline_and_health(store: Store) -> None:
+    await _console_mix(store)
+    views, rejected = await store.messages_with_id("urn:uuid:m-0")
+    assert [v.track_id for v in views] == ["urn:uuid:t-0"]
+    assert rejected == []
+    views, rejected = await store.messages_with_id("urn:uuid:m-7")
+    assert views == []
+    assert [(r.receipt_id, r.code, r.sender) for r in rejected] == [
+        ("urn:uuid:rej-7", "SCHEMA_INVALID", "BY-SW")
+    ]
+    record = await store.record("urn:uuid:t-3")
+    assert record is not None
+    assert (record.action, record.document, record.raw) == (
+        "int://CP/P.TS.01/x",
+        "R.006",
+        b"<raw/>",
+    )
+    assert record.forwarded == b"<forwarded n='3'/>"
+    assert await store.record("urn:uuid:nothing") is None
+    # (This store has no auditor: tests/e2e/test_console.py reads timelines on both dialects.)
+    assert await store.timeline("urn:uuid:m-7") == []
+    last, failed_since = await store.destination_health("RU-SW")
+    assert last is not None
+    assert failed_since == 0  # m-0 failed before the later deliveries
+    assert await store.destination_health("AM-SW") == (None, 0)
+    oldest = await store.oldest_pending()
+    assert oldest is not None
+    assert oldest[0] == "urn:uuid:m-1"
+    (lease,) = await store.leases(time.time())
+    assert (lease.owner, lease.jobs) == ("w", 1)
+    assert abs(lease.first_expiry - (time.time() + 60)) < 5
+
+
+async def test_the_console_matrix_filters_merges_and_its_series(store: Store) -> None:
+    now = dt.datetime.now(dt.UTC)
+    for n in range(4):
+        at = clock.format_time(now - dt.timedelta(minutes=10 * n))
+        message = NewMessage(**{**vars(_message(n)), "accepted_at": at,
+                                "document": "R.006" if n < 3 else "R.007"})  # fmt: skip
+        assert (await store.accept(message, _jobs(n, ("RU-SW", "BY-SW")), _receipt(n))).fresh
+    for job in await store.claim("w", time.time(), 60, 100):
+        state: JobState = "failed" if job.destination == "BY-SW" else "delivered"
+        assert await store.finish(job, "w", state, 1, None, None, None)
+    since = clock.format_time(now - dt.timedelta(hours=1))
+    until = clock.format_time(now + dt.timedelta(minutes=1))
+    merged = await store.matrix(since, until, merge_processes=True)
+    assert [(r.destination, r.process, r.messages) for r in merged] == [
+        ("BY-SW", "*", 4), ("RU-SW", "*", 4),
+    ]  # fmt: skip
+    failed = await store.matrix(since, until, state="failed")
+    assert [(r.destination, r.messages, r.failed) for r in failed] == [("BY-SW", 4, 4)]
+    documents = await store.matrix(since, until, document="R.007")
+    assert [r.messages for r in documents] == [1, 1]
+    start = (now - dt.timedelta(hours=1)).timestamp()
+    points = await store.series(since, until, start, 900.0)
+    assert sum(p.accepted for p in points) == 4
+    assert sum(p.delivered for p in points) == 4
+    assert sum(p.failed for p in points) == 4
+    assert all(start <= p.start < start + 3600 + 60 for p in points)

@@ -241,11 +241,11 @@ WITH deliveries AS (
       AND (CAST(:document AS TEXT) IS NULL OR m.document = :document)
       AND (CAST(:state AS TEXT) IS NULL OR j.state = :state)
 ), ranked AS (
-    SELECT sender, destination, process, state, ms,
-           ROW_NUMBER() OVER (PARTITION BY sender, destination, process ORDER BY ms NULLS LAST)
-               AS rn,
-           COUNT(ms) OVER (PARTITION BY sender, destination, process) AS n
+    -- One window (one sort) for both: the rank, and the count over the whole partition.
+    SELECT sender, destination, process, state, ms, ROW_NUMBER() OVER cell AS rn,
+           COUNT(ms) OVER (cell ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n
     FROM deliveries
+    WINDOW cell AS (PARTITION BY sender, destination, process ORDER BY ms NULLS LAST)
 )
 SELECT sender, destination, process, COUNT(*) AS messages,
        SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) AS delivered,
@@ -366,17 +366,16 @@ WHERE j.state = 'pending' AND j.kind = 'message'
 ORDER BY m.accepted_at LIMIT 1;
 
 -- name: exchange_series
--- The console's time-series strip: per interval of :step seconds from :since, messages
--- accepted and rejected, and destinations (of messages accepted in it) delivered and failed.
+-- The console's time-series strip: per interval (the step, in seconds, from the start, epoch
+-- seconds), messages accepted and rejected, and destinations (of messages accepted in the
+-- interval) delivered and failed. One pass over the window's messages and their jobs.
 WITH accepted AS (
     SELECT FLOOR((CAST(EXTRACT(EPOCH FROM CAST(m.accepted_at AS TIMESTAMPTZ)) AS DOUBLE PRECISION)
                   - CAST(:start AS DOUBLE PRECISION)) / CAST(:step AS DOUBLE PRECISION)) AS bucket,
-           COUNT(*) AS accepted,
-           SUM((SELECT COUNT(*) FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
-                  AND j.state = 'delivered')) AS delivered,
-           SUM((SELECT COUNT(*) FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
-                  AND j.state = 'failed')) AS failed
-    FROM messages m
+           COUNT(DISTINCT m.track_id) AS accepted,
+           SUM(CASE WHEN j.state = 'delivered' THEN 1 ELSE 0 END) AS delivered,
+           SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) AS failed
+    FROM messages m LEFT JOIN jobs j ON j.track_id = m.track_id AND j.kind = 'message'
     WHERE m.accepted_at >= :since AND m.accepted_at < :until
       AND (CAST(:process AS TEXT) IS NULL OR m.action LIKE 'int://CP/' || :process || '/%')
     GROUP BY 1
@@ -405,3 +404,59 @@ SELECT (SELECT MAX(updated_at) FROM jobs
           AND updated_at > COALESCE((SELECT MAX(updated_at) FROM jobs
                                      WHERE destination = :destination AND state = 'delivered'
                                        AND kind = 'message'), 0)) AS failed_since;
+
+-- name: analyse
+-- `broker bench --console`: statistics for the planner after the fixture, as autovacuum would.
+ANALYZE;
+
+-- name: fixture_messages
+-- `broker bench --console` only, on a fresh schema: :count synthetic messages, one every
+-- :step seconds from :start (epoch seconds), among five participants, four rules, three
+-- processes and seven document codes. Never run on a real store.
+INSERT INTO messages (track_id, sender, message_id, digest, accepted_at, route, table_digest,
+                      action, document, recipient, accepted_receipt, raw, forwarded)
+SELECT 'urn:uuid:00000000-0000-4000-8000-' || lpad(i::text, 12, '0'),
+       substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', (i % 5) * 5 + 1, 5),
+       'urn:uuid:10000000-0000-4000-8000-' || lpad(i::text, 12, '0'),
+       'fixture',
+       to_char(to_timestamp(CAST(:start AS DOUBLE PRECISION) + i * CAST(:step AS DOUBLE PRECISION))
+               AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+       'rule-' || (i % 4), 'fixture',
+       'int://CP/P.TS.0' || (i % 3 + 1) || '/1.0.0/P.TS.01.PRC.001/P.TS.01.TRN.001/MSG',
+       'R.0' || (i % 7 + 30), 'EAEU://XX/CP',
+       'urn:uuid:20000000-0000-4000-8000-' || lpad(i::text, 12, '0'), '', ''
+FROM generate_series(1, CAST(:count AS INTEGER)) AS i;
+
+-- name: fixture_jobs
+-- One destination per fixture message: 1 in 20 failed, 1 in 20 pending, the rest delivered
+-- 50 to 530 ms after acceptance.
+INSERT INTO jobs (track_id, kind, destination, endpoint, state, attempts, max_attempts,
+                  initial_delay, max_delay, deadline, next_attempt, last_error, updated_at)
+SELECT 'urn:uuid:00000000-0000-4000-8000-' || lpad(i::text, 12, '0'), 'message',
+       substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', ((i % 5 + 1 + (i / 5) % 4) % 5) * 5 + 1, 5),
+       'https://fixture.invalid/',
+       CASE i % 20 WHEN 0 THEN 'failed' WHEN 1 THEN 'pending' ELSE 'delivered' END,
+       1, 5, 1.0, 60.0, t + 3600, t,
+       CASE i % 20 WHEN 0 THEN 'DESTINATION_REJECTED: HTTP 400' END,
+       t + 0.05 + (i % 97) * 0.005
+FROM (SELECT i, CAST(:start AS DOUBLE PRECISION) + i * CAST(:step AS DOUBLE PRECISION) AS t
+      FROM generate_series(1, CAST(:count AS INTEGER)) AS i) AS n;
+
+-- name: fixture_receipts
+-- An Accepted receipt per fixture message, a Failed one per failed destination, and one
+-- rejected submission per 100 messages.
+INSERT INTO receipts (receipt_id, track_id, message_id, sender, kind, destination, issued_at,
+                      body, code)
+SELECT 'urn:uuid:' || k || '0000000-0000-4000-8000-' || lpad(i::text, 12, '0'),
+       CASE WHEN k < 4 THEN 'urn:uuid:00000000-0000-4000-8000-' || lpad(i::text, 12, '0') END,
+       'urn:uuid:' || CASE WHEN k < 4 THEN 1 ELSE 5 END || '0000000-0000-4000-8000-'
+           || lpad(i::text, 12, '0'),
+       substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', (i % 5) * 5 + 1, 5),
+       CASE k WHEN 2 THEN 'Accepted' WHEN 3 THEN 'Failed' ELSE 'Rejected' END,
+       CASE WHEN k = 3 THEN substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', ((i % 5 + 1 + (i / 5) % 4) % 5) * 5 + 1, 5)
+       END,
+       to_char(to_timestamp(CAST(:start AS DOUBLE PRECISION) + i * CAST(:step AS DOUBLE PRECISION))
+               AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), '',
+       CASE k WHEN 3 THEN 'DESTINATION_REJECTED' WHEN 4 THEN 'SCHEMA_INVALID' END
+FROM generate_series(1, CAST(:count AS INTEGER)) AS i, (VALUES (2), (3), (4)) AS kinds (k)
+WHERE k = 2 OR (k = 3 AND i % 20 = 0) OR (k = 4 AND i % 100 = 7);

@@ -232,11 +232,11 @@ WITH deliveries AS (
       AND (:document IS NULL OR m.document = :document)
       AND (:state IS NULL OR j.state = :state)
 ), ranked AS (
-    SELECT sender, destination, process, state, ms,
-           ROW_NUMBER() OVER (PARTITION BY sender, destination, process ORDER BY ms NULLS LAST)
-               AS rn,
-           COUNT(ms) OVER (PARTITION BY sender, destination, process) AS n
+    -- One window (one sort) for both: the rank, and the count over the whole partition.
+    SELECT sender, destination, process, state, ms, ROW_NUMBER() OVER cell AS rn,
+           COUNT(ms) OVER (cell ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n
     FROM deliveries
+    WINDOW cell AS (PARTITION BY sender, destination, process ORDER BY ms NULLS LAST)
 )
 SELECT sender, destination, process, COUNT(*) AS messages,
        SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) AS delivered,
@@ -268,9 +268,9 @@ WHERE (:message_id IS NULL OR m.message_id = :message_id)
        OR (m.accepted_at = :after_at AND m.track_id < :after_id))
   AND (:destination IS NULL OR EXISTS (
         SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
-          AND j.destination = :destination))
-  AND (:code IS NULL OR EXISTS (
-        SELECT 1 FROM receipts r WHERE r.track_id = m.track_id AND r.code = :code))
+          AND +j.destination = :destination))  -- by jobs_track, not jobs_destination
+  AND (:code IS NULL OR EXISTS (  -- by receipts_track: `+` keeps receipts_code out of it
+        SELECT 1 FROM receipts r WHERE r.track_id = m.track_id AND +r.code = :code))
   AND (:state IS NULL OR :state = (
         SELECT CASE WHEN SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
                     WHEN SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
@@ -302,9 +302,9 @@ WHERE m.track_id IN (
        OR (m.accepted_at = :after_at AND m.track_id < :after_id))
   AND (:destination IS NULL OR EXISTS (
         SELECT 1 FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
-          AND j.destination = :destination))
-  AND (:code IS NULL OR EXISTS (
-        SELECT 1 FROM receipts r WHERE r.track_id = m.track_id AND r.code = :code))
+          AND +j.destination = :destination))  -- by jobs_track, not jobs_destination
+  AND (:code IS NULL OR EXISTS (  -- by receipts_track: `+` keeps receipts_code out of it
+        SELECT 1 FROM receipts r WHERE r.track_id = m.track_id AND +r.code = :code))
   AND (:state IS NULL OR :state = (
         SELECT CASE WHEN SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
                     WHEN SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
@@ -357,23 +357,20 @@ WHERE j.state = 'pending' AND j.kind = 'message'
 ORDER BY m.accepted_at LIMIT 1;
 
 -- name: exchange_series
--- The console's time-series strip: per interval of :step seconds from :since, messages
--- accepted and rejected, and destinations (of messages accepted in it) delivered and failed.
+-- The console's time-series strip: per interval (the step, in seconds, from the start, epoch
+-- seconds), messages accepted and rejected, and destinations (of messages accepted in the
+-- interval) delivered and failed. One pass over the window's messages and their jobs.
 WITH accepted AS (
-    SELECT CAST(((julianday(m.accepted_at) - 2440587.5) * 86400.0 - :start) / :step AS INTEGER)
-               AS bucket,
-           COUNT(*) AS accepted,
-           SUM((SELECT COUNT(*) FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
-                  AND j.state = 'delivered')) AS delivered,
-           SUM((SELECT COUNT(*) FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'
-                  AND j.state = 'failed')) AS failed
-    FROM messages m
+    SELECT CAST(((julianday(m.accepted_at) - 2440587.5) * 86400.0 - :start) / :step AS INTEGER) AS bucket,
+           COUNT(DISTINCT m.track_id) AS accepted,
+           SUM(CASE WHEN j.state = 'delivered' THEN 1 ELSE 0 END) AS delivered,
+           SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) AS failed
+    FROM messages m LEFT JOIN jobs j ON j.track_id = m.track_id AND j.kind = 'message'
     WHERE m.accepted_at >= :since AND m.accepted_at < :until
       AND (:process IS NULL OR m.action LIKE 'int://CP/' || :process || '/%')
     GROUP BY 1
 ), rejected AS (
-    SELECT CAST(((julianday(r.issued_at) - 2440587.5) * 86400.0 - :start) / :step AS INTEGER)
-               AS bucket,
+    SELECT CAST(((julianday(r.issued_at) - 2440587.5) * 86400.0 - :start) / :step AS INTEGER) AS bucket,
            COUNT(*) AS rejected
     FROM receipts r
     WHERE r.kind = 'Rejected' AND r.issued_at >= :since AND r.issued_at < :until
@@ -396,3 +393,53 @@ SELECT (SELECT MAX(updated_at) FROM jobs
           AND updated_at > COALESCE((SELECT MAX(updated_at) FROM jobs
                                      WHERE destination = :destination AND state = 'delivered'
                                        AND kind = 'message'), 0)) AS failed_since;
+
+-- name: fixture_messages
+-- `broker bench --console` only, on a fresh store: :count synthetic messages, one every :step
+-- seconds from :start (epoch seconds), among five participants, four rules, three processes
+-- and seven document codes. Never run on a real store.
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+INSERT INTO messages (track_id, sender, message_id, digest, accepted_at, route, table_digest,
+                      action, document, recipient, accepted_receipt, raw, forwarded)
+SELECT printf('urn:uuid:00000000-0000-4000-8000-%012d', i),
+       substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', (i % 5) * 5 + 1, 5),
+       printf('urn:uuid:10000000-0000-4000-8000-%012d', i),
+       'fixture',
+       strftime('%Y-%m-%dT%H:%M:%fZ', :start + i * :step, 'unixepoch'),
+       'rule-' || (i % 4), 'fixture',
+       'int://CP/P.TS.0' || (i % 3 + 1) || '/1.0.0/P.TS.01.PRC.001/P.TS.01.TRN.001/MSG',
+       'R.0' || (i % 7 + 30), 'EAEU://XX/CP',
+       printf('urn:uuid:20000000-0000-4000-8000-%012d', i), x'', x''
+FROM n;
+
+-- name: fixture_jobs
+-- One destination per fixture message: 1 in 20 failed, 1 in 20 pending, the rest delivered
+-- 50 to 530 ms after acceptance.
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+INSERT INTO jobs (track_id, kind, destination, endpoint, state, attempts, max_attempts,
+                  initial_delay, max_delay, deadline, next_attempt, last_error, updated_at)
+SELECT printf('urn:uuid:00000000-0000-4000-8000-%012d', i), 'message',
+       substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', ((i % 5 + 1 + (i / 5) % 4) % 5) * 5 + 1, 5),
+       'https://fixture.invalid/',
+       CASE i % 20 WHEN 0 THEN 'failed' WHEN 1 THEN 'pending' ELSE 'delivered' END,
+       1, 5, 1.0, 60.0, :start + i * :step + 3600, :start + i * :step,
+       CASE i % 20 WHEN 0 THEN 'DESTINATION_REJECTED: HTTP 400' END,
+       :start + i * :step + 0.05 + (i % 97) * 0.005
+FROM n;
+
+-- name: fixture_receipts
+-- An Accepted receipt per fixture message, a Failed one per failed destination, and one
+-- rejected submission per 100 messages.
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+INSERT INTO receipts (receipt_id, track_id, message_id, sender, kind, destination, issued_at,
+                      body, code)
+SELECT printf('urn:uuid:%d0000000-0000-4000-8000-%012d', k, i),
+       CASE WHEN k < 4 THEN printf('urn:uuid:00000000-0000-4000-8000-%012d', i) END,
+       printf('urn:uuid:%d0000000-0000-4000-8000-%012d', CASE WHEN k < 4 THEN 1 ELSE 5 END, i),
+       substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', (i % 5) * 5 + 1, 5),
+       CASE k WHEN 2 THEN 'Accepted' WHEN 3 THEN 'Failed' ELSE 'Rejected' END,
+       CASE WHEN k = 3 THEN substr('AM-SWBY-SWKZ-SWKG-SWRU-SW', ((i % 5 + 1 + (i / 5) % 4) % 5) * 5 + 1, 5) END,
+       strftime('%Y-%m-%dT%H:%M:%fZ', :start + i * :step, 'unixepoch'), x'',
+       CASE k WHEN 3 THEN 'DESTINATION_REJECTED' WHEN 4 THEN 'SCHEMA_INVALID' END
+FROM n, (SELECT 2 AS k UNION ALL SELECT 3 UNION ALL SELECT 4) AS kinds
+WHERE k = 2 OR (k = 3 AND i % 20 = 0) OR (k = 4 AND i % 100 = 7);
