@@ -611,7 +611,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from broker.demo import run_demo
 
     logging.basicConfig(level=logging.ERROR)
-    return asyncio.run(run_demo(args.out, args.xsd))
+    return asyncio.run(run_demo(args.out, args.xsd, keep=args.keep))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -1300,6 +1300,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("demo-out"),
         help="folder for the PKI, store, receipts and forwarded messages (default demo-out)",
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the gateway and the windows running after the summary, to look at the "
+        "console (its address is printed); Ctrl-C stops them",
     )
     demo.set_defaults(handler=_cmd_demo)
 

@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -297,7 +298,16 @@ def _signature_method(body: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
-async def run_demo(out: Path, xsd: Path) -> int:
+async def _until_stopped() -> None:
+    """Wait for Ctrl-C or SIGTERM."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stopped.set)
+    await stopped.wait()
+
+
+async def run_demo(out: Path, xsd: Path, keep: bool = False) -> int:
     certs = out / "certs"
     pki.create_demo_pki(certs, PARTICIPANTS)
     if gost.available():  # Russia signs with GOST R 34.10-2012 (SPEC §2)
@@ -367,6 +377,12 @@ async def run_demo(out: Path, xsd: Path) -> int:
         )
         stats = json.dumps({"problems": problems})
         print(f"  demo {'OK' if problems == 0 else 'FINISHED WITH PROBLEMS'} {stats}")
+        console = f"http://127.0.0.1:{server.admin_port}/console/"
+        if keep:
+            print(f"  console: {console} — the gateway keeps running; Ctrl-C stops it", flush=True)
+            await _until_stopped()
+        else:
+            print(f"  console: {console} (`broker demo --keep` leaves it running for a look)")
         return 0 if problems == 0 else 1
     finally:
         await server.stop()

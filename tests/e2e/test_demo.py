@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from broker.signing import gost
+from tests.conftest import ROOT
 from tests.test_cli_validate import broker
 
 
@@ -35,3 +42,38 @@ def test_demo_runs_the_whole_exchange_and_leaves_verifiable_receipts(tmp_path: P
     )
     assert checked.returncode == 0, checked.stdout
     assert "attempts      3" in checked.stdout
+    assert "`broker demo --keep` leaves it running" in result.stdout
+
+
+def test_demo_keep_prints_the_console_and_leaves_it_running(tmp_path: Path) -> None:
+    """`broker demo --keep`: after the summary, the console answers at the printed address
+    with the demo's traffic in its matrix, until Ctrl-C stops it cleanly."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "demo", "--keep", "--out", str(tmp_path / "d")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as demo:
+        try:
+            assert demo.stdout is not None
+            console = None
+            deadline = time.monotonic() + 120
+            while console is None and time.monotonic() < deadline:
+                line = demo.stdout.readline()
+                assert line, "the demo ended before printing the console's address"
+                found = re.search(
+                    r"console: (http://127\.0\.0\.1:\d+/console/) — the gateway", line
+                )
+                console = found.group(1) if found else None
+            assert console is not None
+            with urllib.request.urlopen(console, timeout=10) as answer:
+                page = answer.read().decode()
+            assert "Exchange matrix" in page
+            assert "<th scope='row'>KZ-SW</th>" in page
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(timeout=30) == 0
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
