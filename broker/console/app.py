@@ -18,10 +18,7 @@ ASSETS = {
 }
 
 
-async def asset(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    if name not in ASSETS:
-        raise web.HTTPNotFound()
+def _asset(name: str) -> web.Response:
     body = (resources.files("broker.console") / "assets" / name).read_bytes()
     return web.Response(
         body=body,
@@ -34,12 +31,26 @@ async def asset(request: web.Request) -> web.Response:
     )
 
 
+async def asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in ASSETS:
+        raise web.HTTPNotFound()
+    return _asset(name)
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """The browser asks every origin for /favicon.ico (the login page links no icon, since
+    nothing under /console/ is served before sign-in): the console's icon, not a 404."""
+    return _asset("favicon.svg")
+
+
 def add_console(app: web.Application, context: ConsoleContext, token: str | None) -> None:
     app[CONTEXT] = context
     app[auth.SESSIONS] = auth.Sessions(token)
     app[audit.RUNS] = set()
     app.middlewares.append(auth.console_session)
     get, post = app.router.add_get, app.router.add_post
+    get("/favicon.ico", favicon)
     get("/console/assets/{name}", asset)
     get("/console/login", auth.login_form)
     post("/console/login", auth.login)

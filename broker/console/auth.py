@@ -27,8 +27,8 @@ from broker.console.layout import e, page, see_other
 
 COOKIE = "broker_console"
 SESSION_SECONDS = 8 * 3600
-OPEN_PATHS = ("/console/login", "/console/assets/")
-"""What answers without a session: the login page, and its stylesheet and script."""
+LOGIN = "/console/login"
+"""The one console address that answers without a session (SPEC §7; issue 12)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -91,7 +91,7 @@ def session_of(request: web.Request) -> Session:
 
 @web.middleware
 async def console_session(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/console") or request.path.startswith(OPEN_PATHS):
+    if not request.path.startswith("/console") or request.path == LOGIN:
         return await handler(request)
     sessions = request.app[SESSIONS]
     session = sessions.find(request)

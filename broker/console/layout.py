@@ -80,9 +80,16 @@ def page(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{e(title)} · EAEU gateway console</title>"
-        "<link rel='icon' href='/console/assets/favicon.svg' type='image/svg+xml'>"
-        "<link rel='stylesheet' href='/console/assets/console.css'>"
-        "<script src='/console/assets/console.js' defer></script></head>"
+        # Signed out, nothing but the page itself is served (not even its stylesheet), so the
+        # login page links no asset.
+        + (
+            "<link rel='icon' href='/console/assets/favicon.svg' type='image/svg+xml'>"
+            "<link rel='stylesheet' href='/console/assets/console.css'>"
+            "<script src='/console/assets/console.js' defer></script>"
+            if csrf
+            else ""
+        )
+        + "</head>"
         f"<body><nav><span class='brand'>EAEU gateway</span>{nav}{logout}</nav>"
         f"<main><h1>{e(title)}</h1>{body}</main>"
         "<footer>Times are UTC, as the receipts write them. Now "

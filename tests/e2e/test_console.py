@@ -65,7 +65,8 @@ async def guarded(
 async def test_nothing_without_a_session(guarded: Exchange) -> None:
     base = admin_base(guarded)
     async with aiohttp.ClientSession() as session:
-        for path in (*PAGES[:-2], "/console/messages/urn:uuid:x", "/console/receipts/x"):
+        # No page and no asset: the stylesheet and the script wait for a session too.
+        for path in (*PAGES, "/console/messages/urn:uuid:x", "/console/receipts/x"):
             async with session.get(f"{base}{path}", allow_redirects=False) as answer:
                 assert answer.status == 303, path
                 assert answer.headers["Location"] == "/console/login"
@@ -74,8 +75,12 @@ async def test_nothing_without_a_session(guarded: Exchange) -> None:
                 assert answer.status == 401, path
         async with session.get(f"{base}/console/login") as answer:
             assert answer.status == 200
-            assert "Operator token" in await answer.text()
+            login = await answer.text()
             assert answer.headers["Content-Security-Policy"] == "default-src 'self'"
+        assert "Operator token" in login
+        assert "/console/assets/" not in login  # it could not load them
+        async with session.get(f"{base}/favicon.ico") as answer:
+            assert answer.status == 200  # what browsers ask every origin for
         async with session.post(f"{base}/console/login", data={"token": "wrong"}) as answer:
             assert answer.status == 401
         # A session id this gateway never issued (another gateway's, a guess) is no session.
