@@ -24,6 +24,7 @@ from aiohttp import web
 
 from broker.console.context import audit
 from broker.console.layout import e, page, see_other
+from broker.store.base import StoreUnavailable
 
 COOKIE = "broker_console"
 SESSION_SECONDS = 8 * 3600
@@ -97,7 +98,7 @@ async def console_session(request: web.Request, handler: Handler) -> web.StreamR
     session = sessions.find(request)
     if session is not None:
         request[SESSION] = session
-        return await handler(request)
+        return await _answered(request, handler, session)
     if sessions.token is not None:
         if request.path.endswith((".csv", ".json", ".svg")):
             return web.Response(status=401, text="sign in at /console/login\n")
@@ -105,9 +106,22 @@ async def console_session(request: web.Request, handler: Handler) -> web.StreamR
     # No token: the loopback console opens a session on the first visit.
     session = sessions.open()
     request[SESSION] = session
-    response = await handler(request)
+    response = await _answered(request, handler, session)
     set_cookie(request, response, session)
     return response
+
+
+async def _answered(request: web.Request, handler: Handler, session: Session) -> web.StreamResponse:
+    """The page, or — when the store cannot be reached — a 503 page that says so (the health
+    page still answers: it pings)."""
+    try:
+        return await handler(request)
+    except StoreUnavailable as exc:
+        body = (
+            f"<p class='error' role='alert'>The store is unavailable: {e(exc)}. Nothing was "
+            "changed; try again, and see <a href='/console/health'>Health</a>.</p>"
+        )
+        return page(request, "Store unavailable", body, session.csrf, 503)
 
 
 def checked(request: web.Request, form: dict[str, str]) -> Session | None:

@@ -17,6 +17,7 @@ import pytest
 from lxml import etree
 
 from broker.receipts import verify_receipt
+from broker.store.base import StoreUnavailable
 from broker.store.postgres import drop_schema
 from tests.e2e.conftest import Exchange, open_exchange, wait_for
 from tests.e2e.console_support import (
@@ -395,3 +396,17 @@ async def test_csrf_is_required_and_sign_out_is_audited(guarded: Exchange) -> No
     events = [(e.event, e.detail) for e in entries if e.event.startswith("console_")]
     assert [event for event, _ in events] == ["console_login", "console_logout"]
     assert all('"by":"console session ' in detail for _, detail in events)
+
+
+async def test_an_unreachable_store_is_a_503_page_not_a_crash(
+    guarded: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = await signed_in(guarded)
+
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("PostgreSQL unavailable: the server is unreachable")
+
+    monkeypatch.setattr(guarded.server.gateway.store, "matrix", unreachable)
+    async with session, session.get(f"{admin_base(guarded)}/console/") as answer:
+        assert answer.status == 503
+        assert "The store is unavailable: PostgreSQL unavailable" in await answer.text()
