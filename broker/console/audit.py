@@ -99,10 +99,10 @@ async def audit_page(request: web.Request) -> web.Response:
 
 
 async def start_verification(request: web.Request) -> web.StreamResponse:
-    form = {k: str(v) for k, v in (await request.post()).items()}
-    session = checked(request, form)
-    if session is None:
+    posted = await checked(request)
+    if posted is None:
         return refused()
+    session, _ = posted
     ctx = context(request)
     if not ctx.audit_run.running:
         head = await ctx.gateway.store.audit_head()

@@ -124,14 +124,16 @@ async def _answered(request: web.Request, handler: Handler, session: Session) ->
         return page(request, "Store unavailable", body, session.csrf, 503)
 
 
-def checked(request: web.Request, form: dict[str, str]) -> Session | None:
-    """The session of a state-changing POST, if its csrf field is the session's."""
+async def checked(request: web.Request) -> tuple[Session, dict[str, str]] | None:
+    """The session and form of a state-changing POST, if its csrf field is the session's;
+    None otherwise (answer :func:`refused`, change nothing)."""
+    form = {k: str(v) for k, v in (await request.post()).items()}
     session = request.app[SESSIONS].find(request)
     if session is None:
         return None
     if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
         return None
-    return session
+    return session, form
 
 
 def refused() -> web.Response:
@@ -166,10 +168,10 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    form = {k: str(v) for k, v in (await request.post()).items()}
-    session = checked(request, form)
-    if session is None:
+    posted = await checked(request)
+    if posted is None:
         return refused()
+    session, _ = posted
     request.app[SESSIONS].by_id.pop(session.id, None)
     await audit(request, session.who, "console_logout")
     response = see_other("/console/login")

@@ -73,13 +73,16 @@ def _certificates(request: web.Request) -> str:
     now = clock.now()
     lines = []
     for item in certificates(certs):
-        days = item.days_left(now)
-        if days < 0:
+        # The verdict of `broker certs check`, in the console's words.
+        status, days = item.status(now), item.days_left(now)
+        if status == "EXPIRED":
             css, text = "expired", f"expired {-days:.0f} days ago"
-        elif days <= EXPIRY_WARNING_DAYS:
+        elif status.startswith("EXPIRES"):
             css, text = "expiring", f"expires in {days:.0f} days"
-        else:
+        elif status == "valid":
             css, text = "valid", f"{days:.0f} days left"
+        else:
+            css, text = "not-yet-valid", status.lower()
         cert = item.certificate
         lines.append(
             (

@@ -26,6 +26,7 @@ from broker.console.layout import (
     segment,
     table,
 )
+from broker.console.routing import explanation_html
 from broker.errors import GatewayError
 from broker.http.intake import urn_uuid
 from broker.operator import request_retry
@@ -81,7 +82,7 @@ def query_of(request: web.Request) -> MessageQuery:
     )
 
 
-def _form(request: web.Request, query: MessageQuery) -> str:
+def _form(query: MessageQuery) -> str:
     inputs = "".join(
         f"<label>{e(label)} <input name='{name}' value='{e(getattr(query, name))}'></label>"
         for name, label in FIELDS
@@ -146,7 +147,7 @@ async def messages_page(request: web.Request) -> web.Response:
     shown, more = found[:PAGE], len(found) > PAGE
     headers = ("Time", "MessageID", "TrackID", "Sender", "Rule", "Destinations", "Last error")
     rows = [_row(item) for item in shown]
-    body = _form(request, query) + (
+    body = _form(query) + (
         table(headers, rows, "messages") if rows else "<p class='empty'>No message matches.</p>"
     )
     if more:
@@ -236,17 +237,6 @@ async def _explain(request: web.Request, view: MessageView) -> str:
     table_now = context(request).gateway.config.table
     facts = RouteFacts(record.action, record.document, view.sender, record.recipient)
     explanation = explain(table_now, facts)
-    lines = [
-        f"<li>rule <strong>{e(v.rule.name)}</strong> (line {v.rule.line}): "
-        + ("<strong>matches</strong>" if v.mismatch is None else f"no — {e(v.mismatch)}")
-        + "</li>"
-        for v in explanation.verdicts
-    ]
-    outcome = (
-        e(explanation.refusal)
-        if explanation.refusal
-        else "deliver to " + e(", ".join(p.id for p in explanation.destinations))
-    )
     same = record.table_digest == table_now.digest
     note = (
         "the table in force is the one that routed it"
@@ -272,7 +262,9 @@ async def _explain(request: web.Request, view: MessageView) -> str:
         f"<dt>Action</dt><dd>{e(record.action)}</dd><dt>Document</dt><dd>{e(record.document)}</dd>"
         f"<dt>To</dt><dd>{e(record.recipient)}</dd></dl>"
         f"<details class='explain' open><summary>Explain</summary><p>{e(note)}:</p>"
-        f"<ol>{''.join(lines)}</ol><p>→ {outcome}</p></details>" + downloads
+        + explanation_html(explanation)
+        + "</details>"
+        + downloads
     )
 
 
@@ -354,10 +346,10 @@ async def message_page(request: web.Request) -> web.Response:
 
 
 async def retry(request: web.Request) -> web.StreamResponse:
-    form = {k: str(v) for k, v in (await request.post()).items()}
-    session = checked(request, form)
-    if session is None:
+    posted = await checked(request)
+    if posted is None:
         return refused()
+    session, form = posted
     raw_id = request.match_info["message_id"]
     message_id = urn_uuid(raw_id) or raw_id
     destination = form.get("destination") or None

@@ -42,7 +42,9 @@ def _rules(routing: RoutingTable) -> str:
     return table(("Line", "Rule", "Match", "Outcome", "Retry", "Retention"), rows, "rules")
 
 
-def _explanation(result: Explanation) -> str:
+def explanation_html(result: Explanation) -> str:
+    """The facts, every rule tried with why it did not match, and the outcome: the routing
+    page's explain box and a message's detail both show this."""
     facts = result.facts
     verdicts = "".join(
         f"<li>rule <strong>{e(v.rule.name)}</strong> (line {v.rule.line}): "
@@ -58,9 +60,16 @@ def _explanation(result: Explanation) -> str:
         + "</p>"
     )
     return (
-        "<section class='explanation'><h2>Explanation</h2>"
         f"<p>action {e(facts.action)}, document {e(facts.document or '(none)')}, "
-        f"from {e(facts.sender)}, to {e(facts.to)}</p><ol>{verdicts}</ol>{outcome}</section>"
+        f"from {e(facts.sender)}, to {e(facts.to)}</p><ol>{verdicts}</ol>{outcome}"
+    )
+
+
+def _explanation(result: Explanation) -> str:
+    return (
+        "<section class='explanation'><h2>Explanation</h2>"
+        + explanation_html(result)
+        + "</section>"
     )
 
 
@@ -107,20 +116,6 @@ async def routing_page(
         if current.warnings
         else "<p>`routing check` has no warning for this table.</p>"
     )
-    participants = table(
-        ("Participant", "Country", "Addresses", "Endpoint", "Signature"),
-        [
-            [
-                e(p.id),
-                e(p.country),
-                e(", ".join(g.text for g in p.addresses.globs)),
-                f"<code>{e(p.endpoint)}</code>",
-                e(p.signature),
-            ]
-            for p in routing.participants.values()
-        ],
-        "participants",
-    )
     body = (
         extra
         + "<dl class='facts'>"
@@ -133,16 +128,18 @@ async def routing_page(
         f"{csrf_field(session.csrf)}<button>Reload routing, catalog and certificates</button>"
         "</form>"
         "<h2>Warnings</h2>" + warnings + "<h2>Rules</h2>" + _rules(routing)
-        + "<h2>Participants</h2>" + participants
+        + "<p>Participants, their endpoints, pins and delivery health: "
+        "<a href='/console/certificates'>Participants &amp; certificates</a>.</p>"
         + _explain_form(session.csrf, query)
     )  # fmt: skip
     return page(request, "Routing", body, session.csrf, status)
 
 
 async def explain_envelope(request: web.Request) -> web.Response:
-    form = {k: str(v) for k, v in (await request.post()).items()}
-    if checked(request, form) is None:
+    posted = await checked(request)
+    if posted is None:
         return refused()
+    _, form = posted
     routing = context(request).gateway.config.table
     try:
         envelope = parse_envelope(xmlsafe.parse(form.get("envelope", "").encode()))
@@ -160,10 +157,10 @@ async def explain_envelope(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    form = {k: str(v) for k, v in (await request.post()).items()}
-    session = checked(request, form)
-    if session is None:
+    posted = await checked(request)
+    if posted is None:
         return refused()
+    session, _ = posted
     holder = context(request).gateway.config
     result = await asyncio.get_running_loop().run_in_executor(None, holder.reload)
     done = result.configuration is not None
