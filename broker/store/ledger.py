@@ -513,21 +513,12 @@ class Ledger:
         """Newest first: up to ``limit`` messages in ``state`` (as MessageView.state says), from
         ``sender``, accepted at or after ``since``, and after the cursor ``after`` (see
         :func:`cursor_of`). A full page means there may be more."""
-        at, _, track = (after or "").partition("|")
+        at, _, after_id = (after or "").partition("|")
+        query = MessageQuery(state=state, sender=sender, since=since)
+        params = {**vars(query), "after_at": at or None, "after_id": after_id, "limit": limit}
 
         async def op(tx: Tx) -> list[MessageView]:
-            rows = await tx.fetch_all(
-                "list_messages",
-                {
-                    "state": state,
-                    "sender": sender,
-                    "since": since,
-                    "after_at": at or None,
-                    "after_track": track,
-                    "limit": limit,
-                },
-            )
-            return await self._views(tx, rows)
+            return await self._views(tx, await tx.fetch_all("search_messages", params))
 
         return await self.db.read(op)
 

@@ -120,24 +120,6 @@ ORDER BY issued_at, receipt_id;
 -- name: receipt
 SELECT sender, body FROM receipts WHERE receipt_id = :receipt_id;
 
--- name: list_messages
--- Newest first, after the cursor (:after_at, :after_track); a message's state is its
--- destinations' (any pending: pending; else any failed: failed; else delivered).
-SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id,
-       m.purged_at
-FROM messages m
-WHERE (:sender IS NULL OR m.sender = :sender)
-  AND (:since IS NULL OR m.accepted_at >= :since)
-  AND (:after_at IS NULL OR m.accepted_at < :after_at
-       OR (m.accepted_at = :after_at AND m.track_id < :after_track))
-  AND (:state IS NULL OR :state = (
-        SELECT CASE WHEN SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
-                    WHEN SUM(CASE WHEN j.state = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
-                    ELSE 'delivered' END
-        FROM jobs j WHERE j.track_id = m.track_id AND j.kind = 'message'))
-ORDER BY m.accepted_at DESC, m.track_id DESC
-LIMIT :limit;
-
 -- name: counts
 SELECT state, COUNT(*) AS n, MIN(CASE WHEN state = 'pending' THEN updated_at END) AS oldest
 FROM jobs WHERE kind = 'message' GROUP BY state;
@@ -249,7 +231,7 @@ GROUP BY sender, destination, process
 ORDER BY sender, destination, process;
 
 -- name: search_messages
--- The console's message search, newest first after the cursor (:after_at, :after_id): every
+-- The message search (the console, the admin listing), newest first after the cursor (:after_at, :after_id): every
 -- filter is optional (NULL: any). The listing index serves the order; identity lookups use
 -- search_by_identity instead, which starts from the lookup indexes.
 SELECT m.track_id, m.sender, m.message_id, m.route, m.accepted_at, m.upstream_track_id,
