@@ -114,7 +114,7 @@ async def routing_page(
     warnings = (
         "<ul class='warnings'>" + "".join(f"<li>{e(w)}</li>" for w in current.warnings) + "</ul>"
         if current.warnings
-        else "<p>`routing check` has no warning for this table.</p>"
+        else "<p><code>broker routing check</code> has no warning for this table.</p>"
     )
     body = (
         extra

@@ -35,7 +35,10 @@ def _routes(exchange: Exchange) -> set[tuple[str, str]]:
     for runner in exchange.server._runners:
         for route in runner.app.router.routes():
             path = route.resource.canonical  # type: ignore[union-attr]
-            if route.method != "HEAD" and not path.startswith("/console"):  # HEAD: every GET's
+            # HEAD: every GET's. The console (and its icon at /favicon.ico) is a browser's,
+            # documented in docs/console.md, not an API.
+            console = path.startswith("/console") or path == "/favicon.ico"
+            if route.method != "HEAD" and not console:
                 found.add((route.method.lower(), path))
     return found
 
