@@ -28,6 +28,9 @@ from broker.store.base import StoreUnavailable
 
 COOKIE = "broker_console"
 SESSION_SECONDS = 8 * 3600
+MAX_SESSIONS = 10_000
+"""Open sessions kept at most: without a token every cookie-less visit opens one, so a loop of
+them must not grow the process without bound; the oldest goes first."""
 LOGIN = "/console/login"
 """The one console address that answers without a session (SPEC §7; issue 12)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,6 +57,8 @@ class Sessions:
         now = time.time()
         for stale in [k for k, s in self.by_id.items() if s.expires < now]:
             del self.by_id[stale]
+        while len(self.by_id) >= MAX_SESSIONS:  # insertion order: the oldest first
+            del self.by_id[next(iter(self.by_id))]
         session = Session(
             secrets.token_urlsafe(32), secrets.token_urlsafe(24), now + SESSION_SECONDS
         )

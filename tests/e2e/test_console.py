@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from broker.console import auth
 from broker.receipts import verify_receipt
 from broker.store.base import StoreUnavailable
 from broker.store.postgres import drop_schema
@@ -410,3 +411,22 @@ async def test_an_unreachable_store_is_a_503_page_not_a_crash(
     async with session, session.get(f"{admin_base(guarded)}/console/") as answer:
         assert answer.status == 503
         assert "The store is unavailable: PostgreSQL unavailable" in await answer.text()
+
+
+async def test_cookie_less_visits_cannot_grow_the_sessions_without_bound(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a token each first visit opens a session; past the cap the oldest goes."""
+    monkeypatch.setattr(auth, "MAX_SESSIONS", 5)
+    base = admin_base(exchange)
+    cookies = []
+    for _ in range(8):
+        async with (
+            aiohttp.ClientSession() as visitor,
+            visitor.get(f"{base}/console/health") as answer,
+        ):
+            assert answer.status == 200
+            cookies.append(answer.cookies["broker_console"].value)
+    admin = next(r.app for r in exchange.server._runners if auth.SESSIONS in r.app)
+    sessions = admin[auth.SESSIONS]
+    assert list(sessions.by_id) == cookies[-5:]
