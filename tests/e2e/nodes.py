@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import resource
@@ -20,10 +21,20 @@ from tests.conftest import ROOT
 from tests.pki_support import Pki, sign_as
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each socket stays bound until all are chosen, so two
+    calls cannot be handed the same port (one run in a few hundred, they were)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass
@@ -47,8 +58,9 @@ async def start_node(
 ) -> Node:
     """Start `broker serve` (with ``extra`` options, and at most ``open_files`` file
     descriptors when given, as `ulimit -n` would) and wait until /readyz says ready."""
-    port = port or free_port()
-    admin = admin or free_port()
+    chosen = free_ports(2)
+    port = port or chosen[0]
+    admin = admin or next(p for p in chosen if p != port)
     with open(folder / f"{name}.log", "ab") as log:  # the child keeps its own copy
         process = await asyncio.create_subprocess_exec(
             sys.executable,

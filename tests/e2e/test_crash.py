@@ -15,7 +15,7 @@ from tests.e2e.conftest import wait_for
 from tests.e2e.nodes import (
     ROUTING,
     delivered_ids,
-    free_port,
+    free_ports,
     participant_context,
     post,
     signed_declarations,
@@ -34,7 +34,7 @@ async def test_kill_9_under_load_loses_nothing_accepted(test_pki: Pki, tmp_path:
     (tmp_path / "routing.yaml").write_text(ROUTING.format(endpoint=window.endpoint))
     messages = signed_declarations(test_pki, MESSAGES)
     store = f"sqlite:///{tmp_path / 'broker.sqlite3'}"
-    port, admin = free_port(), free_port()
+    port, admin = free_ports(2)
     node = await start_node(tmp_path, test_pki, store, port=port, admin=admin)
     context = participant_context(test_pki, "KZ-SW")
     accepted: set[str] = set()

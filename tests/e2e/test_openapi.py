@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from broker.http.openapi import DESCRIPTION
 from tests.conftest import ROOT
 from tests.e2e.conftest import Exchange
-from tests.e2e.nodes import free_port
+from tests.e2e.nodes import free_ports
 
 DOCS = ROOT / "docs" / "openapi.json"
 REGENERATE = (
@@ -68,12 +68,12 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    admin = free_port()
+    listen, admin = free_ports(2)
     log = (folder / "serve.log").open("wb")
     command = [sys.executable, "-m", "broker.cli", "serve", "--certs", str(certs)]
     command += ["--routing", str(ROOT / "routing.yaml"), "--xsd", str(ROOT / "xsd")]
     command += ["--store", f"sqlite:///{folder / 'broker.sqlite3'}"]
-    command += ["--listen", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}"]
+    command += ["--listen", f"127.0.0.1:{listen}", "--admin", f"127.0.0.1:{admin}"]
     process = subprocess.Popen(
         command,
         cwd=ROOT,

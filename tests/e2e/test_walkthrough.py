@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.nodes import free_port
+from tests.e2e.nodes import free_ports
 
 
 def _broker(*args: str) -> list[str]:
@@ -91,7 +91,7 @@ def test_readme_walkthrough_delivers_a_verified_message(folder: Path) -> None:
 def _fresh_gateway_folder(folder: Path) -> tuple[int, dict[str, object]]:
     """Free ports for `broker serve` (through the env variables the README's commands read),
     and `broker certs demo` run in ``folder``: (admin port, subprocess keyword arguments)."""
-    listen, admin = free_port(), free_port()
+    listen, admin = free_ports(2)
     env = {
         **os.environ,
         "BROKER_LISTEN": f"127.0.0.1:{listen}",
