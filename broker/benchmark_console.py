@@ -21,6 +21,7 @@ from pathlib import Path
 from broker import clock
 from broker.store import open_store
 from broker.store.base import MessageQuery
+from broker.store.connector import Tx
 from broker.store.ledger import Ledger, cursor_of
 from broker.store.postgres import create_schema, drop_schema
 
@@ -51,15 +52,15 @@ async def _fill(store: Ledger, count: int) -> float:
     began = time.perf_counter()
     for name in ("fixture_messages", "fixture_jobs", "fixture_receipts"):
 
-        async def op(tx: object, name: str = name) -> None:
-            await tx.execute(name, params)  # type: ignore[attr-defined]
+        async def op(tx: Tx, name: str = name) -> None:
+            await tx.execute(name, params)
 
         await store.db.write(op)
     if store.db.dialect == "postgresql":
         # What autovacuum does on a live server once this much has changed; SQLite is left
         # as the gateway leaves it (never analysed).
-        async def analyse(tx: object) -> None:
-            await tx.execute("analyse")  # type: ignore[attr-defined]
+        async def analyse(tx: Tx) -> None:
+            await tx.execute("analyse")
 
         await store.db.write(analyse)
     return time.perf_counter() - began

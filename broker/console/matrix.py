@@ -44,15 +44,11 @@ class MatrixFilter:
             raise BadFilter(f"window {window!r} is 1h, 24h, 7d or custom")
         try:
             until = clock.parse_rfc3339(q["until"]) if q.get("until") else now
-            since = (
-                clock.parse_rfc3339(q["since"])
-                if q.get("since")
-                else until - WINDOWS.get(window, WINDOWS["24h"])
-            )
+            since = clock.parse_rfc3339(q["since"]) if q.get("since") else None
         except ValueError as exc:
             raise BadFilter(f"since/until: {exc}") from exc
-        if window != "custom":
-            since = until - WINDOWS[window]
+        if window != "custom" or since is None:  # a custom window without since: 24 h
+            since = until - WINDOWS.get(window, WINDOWS["24h"])
         if since >= until:
             raise BadFilter("since must be before until")
         state = q.get("state") or None
